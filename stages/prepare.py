@@ -1,0 +1,23 @@
+"""DVC stage `prepare`: split the raw data into train/val/test, scale it, and summarise the splits."""
+
+import json
+
+from nnstudy import params, paths
+from nnstudy.data import load_raw, prepare, save_prepared, split_summary
+from nnstudy.errors import run_stage
+
+
+def main() -> None:
+    cfg = params.load()
+    raw = load_raw(paths.RAW_DATA)
+    data = prepare(raw, cfg.data.test_fraction, cfg.data.val_fraction, cfg.seed)
+    save_prepared(data, paths.PREPARED_DIR)
+    summary = split_summary(data)
+    paths.SPLITS_SUMMARY.parent.mkdir(parents=True, exist_ok=True)
+    paths.SPLITS_SUMMARY.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    sizes = ", ".join(f"{name} {split['size']}" for name, split in summary["splits"].items())
+    print(f"prepared {raw.name}: {sizes} -> {paths.PREPARED_DIR}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

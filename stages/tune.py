@@ -1,0 +1,39 @@
+"""Stage tune: keras-tuner Hyperband over the search space in params.yaml (`tune:`).
+
+Writes every trial to a CSV and the best hyperparameters to a JSON; the tuner's own folder is a
+DVC output that each run starts afresh.
+"""
+
+import time
+
+from nnstudy import params, paths
+from nnstudy.errors import run_stage
+from nnstudy.jsonio import write_json
+
+
+def main() -> None:
+    study = params.load()
+
+    from nnstudy.data import load_prepared
+    from nnstudy.models import enable_determinism
+    from nnstudy.tuning import best_summary, make_tuner, search, trials_table
+
+    data = load_prepared()
+    enable_determinism(study.seed)
+    tuner = make_tuner(study.base, study.tune, data, study.seed, paths.TUNER_WORKDIR)
+    start = time.perf_counter()
+    search(tuner, study.tune, data)
+    seconds = time.perf_counter() - start
+
+    table = trials_table(tuner)
+    paths.TUNE_DIR.mkdir(parents=True, exist_ok=True)
+    table.to_csv(paths.TUNE_DIR / "trials.csv", index=False)
+    best = best_summary(tuner, study.tune)
+    write_json(paths.TUNE_DIR / "best.json", best)
+    write_json(paths.timing_file("tune"), {"search_seconds": round(seconds, 2), "trials": len(table)})
+    print(f"tune: {len(table)} trials in {seconds:.0f} s; best {best['objective']} {best['value']:.4f} "
+          f"with {best['hyperparameters']}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
