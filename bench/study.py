@@ -3,7 +3,8 @@
     python3 run.py bench          # writes bench/results.json (commit it)
 
 It clones the committed HEAD into a temporary folder, drops dvc.lock and every output (so nothing
-is cached), times `dvc repro` while noting when each stage starts, then times three no-op re-runs.
+is cached), times `dvc repro` while noting when each stage starts, then times three no-op re-runs,
+and finally runs the regression gate there: do the fresh numbers match the committed ones?
 Targets (2 cores): the whole study under 20 minutes, a no-op `dvc repro` under 5 s.
 """
 
@@ -58,6 +59,10 @@ def main() -> None:
             begun = time.perf_counter()
             subprocess.run(["dvc", "repro"], cwd=repo, env=env, check=True, capture_output=True)
             noop.append(round(time.perf_counter() - begun, 2))
+        # The fresh run against the committed metrics: the same gate CI runs.
+        gate = subprocess.run([sys.executable, "-m", "nnstudy.check"], cwd=repo, env=env, capture_output=True,
+                              text=True)
+        print(gate.stdout + gate.stderr)
     results = {
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit,
@@ -67,6 +72,8 @@ def main() -> None:
         "stages_seconds": stages,
         "targets": TARGETS,
         "meets_targets": total < TARGETS["study_seconds"] and max(noop) < TARGETS["noop_seconds"],
+        "reproduces_committed_metrics": gate.returncode == 0,
+        "gate": (gate.stdout + gate.stderr).strip().splitlines()[-1:],
     }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"study {total / 60:.1f} min, no-op repro {max(noop):.2f} s (max of 3) -> {RESULTS.relative_to(ROOT)}")
