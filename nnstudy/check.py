@@ -16,9 +16,10 @@ from typing import Any
 
 from nnstudy import params, paths
 from nnstudy.compare import (
-    EVALUATE_METRICS, FINAL, WORKSPACE, as_number, markdown_table, metrics_by_rev, need_file, variant_metrics,
+    EVALUATE_METRICS, FINAL, WORKSPACE, markdown_table, metrics_by_rev, need_file, variant_metrics,
 )
 from nnstudy.errors import run_stage
+from nnstudy.jsonio import as_number
 
 # {variant: {"accuracy": float | None, "diverged": bool | None}}
 Outcomes = dict[str, dict[str, Any]]

@@ -9,13 +9,13 @@ Metrics are read through DVC's own API (Repo.metrics.show), so a revision is any
 """
 
 import argparse
-import math
 from typing import Any
 
 from tabulate import tabulate
 
 from nnstudy import paths
 from nnstudy.errors import StudyError, run_stage
+from nnstudy.jsonio import as_number
 
 WORKSPACE = "workspace"
 FINAL = "final"  # the tuned network's row; params.py keeps variants from taking this name
@@ -80,17 +80,6 @@ def variant_metrics(files: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # --- the table: pure functions on plain dicts ---
-
-def as_number(value: Any) -> float | None:
-    """A metric as a float; DVCLive's "nan" string, NaN and non-numbers become None."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
 
 def format_value(value: Any) -> str:
     if value is None:

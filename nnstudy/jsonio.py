@@ -37,3 +37,14 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: missing; run `dvc repro` to produce it") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: not valid JSON ({error}); run `dvc repro --force` to rewrite it") from None
+
+
+def as_number(value: Any) -> float | None:
+    """A metric as a float; DVCLive's "nan" string, NaN and non-numbers become None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None

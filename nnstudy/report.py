@@ -3,9 +3,10 @@
 from pathlib import Path
 
 import pandas as pd
+from tabulate import tabulate
 
 from nnstudy import paths
-from nnstudy.jsonio import read_json
+from nnstudy.jsonio import as_number, read_json
 from nnstudy.params import ModelParams, Params
 
 SETTINGS = ("optimizer", "learning_rate", "rho", "batch_size", "initializer", "init_mean",
@@ -27,19 +28,11 @@ def variant_row(name: str, model: ModelParams, test: dict) -> dict:
         "weight_updates": train["weight_updates"],
         "fit_seconds": timing["fit_seconds"],
         "diverged": train["diverged"],
-        "val_accuracy": _number(train["eval"]["accuracy"]),
-        "test_accuracy": _number(test["accuracy"]),
-        "test_loss": _number(test["loss"]),
-        "test_f1_macro": _number(test["f1_macro"]),
+        "val_accuracy": as_number(train["eval"]["accuracy"]),
+        "test_accuracy": as_number(test["accuracy"]),
+        "test_loss": as_number(test["loss"]),
+        "test_f1_macro": as_number(test["f1_macro"]),
     }
-
-
-def _number(value: float | str | None) -> float | None:
-    """DVCLive writes NaN as the string 'nan'; the table wants a real missing value."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def variant_table(study: Params) -> pd.DataFrame:
@@ -58,9 +51,8 @@ def _fmt(value: object) -> str:
 
 
 def markdown_table(table: pd.DataFrame, columns: list[str]) -> str:
-    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    body = "".join("| " + " | ".join(_fmt(row[c]) for c in columns) + " |\n" for _, row in table.iterrows())
-    return header + body
+    rows = [[_fmt(row[c]) for c in columns] for _, row in table.iterrows()]
+    return tabulate(rows, headers=columns, tablefmt="github", disable_numparse=True) + "\n"
 
 
 def relative(figure: Path) -> str:
