@@ -85,11 +85,11 @@ def test_divergence_rule():
     assert has_diverged([], finite, loss_limit=1000)
 
 
-def run_twice_equal(study, digits, tmp_path, model):
+def run_twice_equal(study, digits, folder, model):
     results = []
     for attempt in range(2):
         enable_determinism(study.seed)
-        results.append(train(model, digits, study.seed, open_live(tmp_path / str(attempt)), study.diverged_loss))
+        results.append(train(model, digits, study.seed, open_live(folder / str(attempt)), study.diverged_loss))
     return results
 
 
@@ -101,9 +101,8 @@ def outside_repo(tmp_path, monkeypatch):
 
 
 def test_training_is_reproducible_and_counts_updates(study, digits, outside_repo):
-    tmp_path = outside_repo
     model = replace(study.base, epochs=3, batch_size=128)
-    first, second = run_twice_equal(study, digits, tmp_path, model)
+    first, second = run_twice_equal(study, digits, outside_repo, model)
     assert first.history == second.history
     assert first.epochs_run == 3 and not first.diverged
     assert first.weight_updates == 3 * int(np.ceil(len(digits.train.x) / 128))
@@ -113,9 +112,8 @@ def test_training_is_reproducible_and_counts_updates(study, digits, outside_repo
 
 
 def test_mean10_run_is_recorded_as_diverged(study, digits, outside_repo):
-    tmp_path = outside_repo
     model = replace(study.variants["sgd_mean10"], epochs=3)
     enable_determinism(study.seed)
-    result = train(model, digits, study.seed, open_live(tmp_path), study.diverged_loss)
+    result = train(model, digits, study.seed, open_live(outside_repo), study.diverged_loss)
     assert result.diverged
     assert max(result.history["loss"]) > study.diverged_loss or not np.isfinite(result.history["loss"]).all()
