@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
 
 from nnstudy import paths
+from nnstudy.compare import markdown_table as format_markdown
 from nnstudy.jsonio import as_number, read_json
 from nnstudy.params import ModelParams, Params
 
@@ -52,7 +52,7 @@ def _fmt(value: object) -> str:
 
 def markdown_table(table: pd.DataFrame, columns: list[str]) -> str:
     rows = [[_fmt(row[c]) for c in columns] for _, row in table.iterrows()]
-    return tabulate(rows, headers=columns, tablefmt="github", disable_numparse=True) + "\n"
+    return format_markdown(columns, rows) + "\n"
 
 
 def relative(figure: Path) -> str:
