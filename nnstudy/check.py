@@ -1,40 +1,82 @@
-"""The regression gate: the workspace's reproduced test metrics against a committed baseline.
+"""The regression gate: the workspace's test accuracy over seeds against a committed baseline.
 
     python -m nnstudy.check                          # workspace vs HEAD, params check.tolerance
-    python -m nnstudy.check --baseline main --tolerance 1.0
+    python -m nnstudy.check --baseline main --tolerance 1.0 --family-alpha 0.05
 
-Fails (exit 1) when a variant's test accuracy drops by more than the tolerance (accuracy
-points: 0.5 = 0.005), its `diverged` flag flips either way, or a baseline variant is missing;
-the tuned network is gated the same way when both sides have it. Exit 2: unreadable input.
+Reads metrics/summary.json at both revisions (through DVC): per variant and for `final` (the
+tuned network) the spread of test accuracy over the training seeds and the `diverged` flag.
+
+A variant fails (exit 1) when its mean accuracy drops by more than its noise band, when its
+`diverged` flag flips either way, or when it disappears. A variant whose baseline diverged is
+gated only on the flag (its accuracy is chance). `final` is gated only by its mean accuracy
+against its band: Hyperband may pick another configuration, which alone is no regression.
+
+The band, in accuracy points, comes from the baseline's own spread over seeds:
+
+    band = max(tolerance, t_crit * s * sqrt(1/n_base + 1/n_cur) * 100)
+    s = max(the entry's own baseline std, the pooled std of all non-diverged baseline entries)
+    t_crit = one-sided Student-t quantile at 1 - family_alpha / m, pooled degrees of freedom
+
+where m is the number of entries gated on accuracy (Bonferroni). So on an unchanged study the
+chance that any entry fails by noise is at most ~5 % (family_alpha 0.05; under normality,
+seeds as independent draws; machine/backend changes act like new seeds). With a single seed
+per baseline entry there is no spread to measure: s falls back to 0 and the tolerance alone is
+the band. Exit 2: unreadable input (missing file, unknown revision, malformed summary).
 """
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from nnstudy import params, paths
-from nnstudy.compare import (
-    EVALUATE_METRICS, FINAL, WORKSPACE, markdown_table, metrics_by_rev, need_file, variant_metrics,
-)
-from nnstudy.errors import run_stage
-from nnstudy.jsonio import as_number
+from scipy import stats as scipy_stats
 
-# {variant: {"accuracy": float | None, "diverged": bool | None}}
-Outcomes = dict[str, dict[str, Any]]
+from nnstudy.compare import FINAL, SUMMARY_METRICS, WORKSPACE, markdown_table, metrics_by_rev, need_file
+from nnstudy.core import params
+from nnstudy.core.errors import StudyError, run_stage
+from nnstudy.core.jsonio import as_number
 
+FAMILY_ALPHA = 0.05
 PASSING = ("ok", "improved", "new")
-EPSILON = 1e-9  # a drop of exactly the tolerance passes, whatever float rounding says
+EPSILON = 1e-9  # a drop of exactly the band passes, whatever float rounding says
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One variant (or `final`) in one revision's summary: test accuracy over seeds, 0..1."""
+    mean: float | None
+    std: float | None
+    n: int
+    ci_low: float | None
+    ci_high: float | None
+    diverged: bool
+
+
+Summary = dict[str, Entry]
+
+
+@dataclass(frozen=True)
+class Noise:
+    """What the baseline says about seed-to-seed noise, shared by every entry's band."""
+    pooled_std: float          # accuracy, 0..1; 0.0 when no entry has two seeds
+    df: int                    # pooled degrees of freedom: sum of n_i - 1
+    entries: int               # non-diverged baseline entries that pooled at least two seeds
+    m: int                     # entries gated on accuracy (the Bonferroni family)
+    family_alpha: float
+    t_crit: float | None       # None when df == 0: the tolerance alone is the band
+
+    @property
+    def measured(self) -> bool:
+        return self.t_crit is not None
 
 
 @dataclass(frozen=True)
 class Row:
     variant: str
-    baseline: float | None   # test accuracy, 0..1
-    current: float | None
-    baseline_diverged: bool | None
-    current_diverged: bool | None
+    baseline: Entry | None
+    current: Entry | None
+    band: float | None         # accuracy points; None where accuracy is not gated
     verdict: str
 
     @property
@@ -48,62 +90,103 @@ class Row:
 
 # --- pure comparison ---
 
-def change_points(baseline: float | None, current: float | None) -> float | None:
-    """Accuracy change in percentage points (0.9 -> 0.89 is -1.0)."""
-    return None if baseline is None or current is None else (current - baseline) * 100
+def change_points(baseline: Entry | None, current: Entry | None) -> float | None:
+    """Change of mean accuracy in percentage points (0.9 -> 0.89 is -1.0)."""
+    if baseline is None or current is None or baseline.mean is None or current.mean is None:
+        return None
+    return (current.mean - baseline.mean) * 100
 
 
-def verdict(base: dict[str, Any] | None, cur: dict[str, Any] | None, tolerance: float) -> str:
+def accuracy_gated(name: str, entry: Entry) -> bool:
+    """Whether an entry's mean accuracy is gated: not for diverged variants (chance), always for final."""
+    return entry.mean is not None and (name == FINAL or not entry.diverged)
+
+
+def noise_model(baseline: Summary, family_alpha: float = FAMILY_ALPHA) -> Noise:
+    """Pooled seed-to-seed std of the non-diverged baseline entries and the Bonferroni t quantile."""
+    pooled = [e for e in baseline.values() if not e.diverged and e.std is not None and e.n >= 2]
+    df = sum(e.n - 1 for e in pooled)
+    # The pooled variance is the df-weighted mean of the entries' variances (no library takes
+    # summary statistics for this); pooling gives the estimate the degrees of freedom 3 seeds lack.
+    pooled_std = math.sqrt(sum((e.n - 1) * e.std**2 for e in pooled) / df) if df else 0.0
+    m = max(1, sum(accuracy_gated(name, e) for name, e in baseline.items()))
+    # One-sided: only drops fail. Bonferroni over the m entries bounds the family-wise error.
+    t_crit = float(scipy_stats.t.ppf(1 - family_alpha / m, df)) if df else None
+    return Noise(pooled_std, df, len(pooled), m, family_alpha, t_crit)
+
+
+def band_points(base: Entry, n_current: int, noise: Noise, tolerance: float) -> float:
+    """The drop in accuracy points this entry may show by noise; the tolerance is its floor."""
+    if not noise.measured or base.n < 1 or n_current < 1:
+        return tolerance  # single-seed baseline: no spread to measure
+    # max: a variant noisier than the pool keeps a band at least as wide as its own spread.
+    s = max(base.std or 0.0, noise.pooled_std)
+    return max(tolerance, noise.t_crit * s * math.sqrt(1 / base.n + 1 / n_current) * 100)
+
+
+def verdict(name: str, base: Entry | None, cur: Entry | None, band: float | None) -> str:
     """'ok', 'improved' and 'new' pass; the capitalised verdicts fail."""
     if cur is None:
         return "MISSING"
     if base is None:
         return "new"
     problems = []
-    change = change_points(base.get("accuracy"), cur.get("accuracy"))
-    if base.get("accuracy") is not None and cur.get("accuracy") is None:
-        problems.append("NO ACCURACY")
-    elif change is not None and change < -tolerance - EPSILON:
-        problems.append("REGRESSION")
-    b_div, c_div = base.get("diverged"), cur.get("diverged")
-    if b_div is not None and c_div is not None and b_div != c_div:
-        problems.append("NOW DIVERGES" if c_div else "NO LONGER DIVERGES")
+    change = change_points(base, cur)
+    if band is not None:
+        if cur.mean is None:
+            problems.append("NO ACCURACY")
+        elif change < -band - EPSILON:
+            problems.append("REGRESSION")
+    if name != FINAL and base.diverged != cur.diverged:
+        problems.append("NOW DIVERGES" if cur.diverged else "NO LONGER DIVERGES")
     if problems:
         return ", ".join(problems)
-    return "improved" if change is not None and change > tolerance + EPSILON else "ok"
+    return "improved" if band is not None and change is not None and change > band + EPSILON else "ok"
 
 
-def compare_metrics(baseline: Outcomes, current: Outcomes, tolerance: float) -> list[Row]:
-    """One row per variant in either side, baseline order first; 'final' only when both have it."""
+def gate(baseline: Summary, current: Summary, tolerance: float, family_alpha: float = FAMILY_ALPHA) -> list[Row]:
+    """One row per entry in either side, baseline order first, `final` last."""
+    noise = noise_model(baseline, family_alpha)
     names = [n for n in dict.fromkeys([*baseline, *current]) if n != FINAL]
-    if FINAL in baseline and FINAL in current:  # the tuned network is gated only once both sides have it
+    if FINAL in baseline or FINAL in current:
         names.append(FINAL)
     rows = []
     for name in names:
         base, cur = baseline.get(name), current.get(name)
-        b, c = base or {}, cur or {}
-        rows.append(Row(name, b.get("accuracy"), c.get("accuracy"), b.get("diverged"), c.get("diverged"),
-                        verdict(base, cur, tolerance)))
+        band = None
+        if base is not None and cur is not None and accuracy_gated(name, base):
+            band = band_points(base, cur.n, noise, tolerance)
+        rows.append(Row(name, base, cur, band, verdict(name, base, cur, band)))
     return rows
 
 
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.2f}"
+# --- output ---
+
+def _accuracy(entry: Entry | None) -> str:
+    if entry is None:
+        return "–"
+    if entry.mean is None:
+        return f"– (n={entry.n})"
+    if entry.ci_low is None or entry.ci_high is None:
+        return f"{entry.mean * 100:.2f} (n={entry.n})"
+    return f"{entry.mean * 100:.2f} ± {(entry.ci_high - entry.ci_low) / 2 * 100:.2f} (n={entry.n})"
 
 
-def _flag(value: bool | None) -> str:
-    return "–" if value is None else ("YES" if value else "no")
+def _flag(entry: Entry | None) -> str:
+    return "–" if entry is None else ("YES" if entry.diverged else "no")
 
 
 def format_table(rows: list[Row]) -> str:
-    headers = ["variant", "baseline acc %", "current acc %", "change (points)", "diverged", "verdict"]
+    headers = ["variant", "baseline acc % ± CI", "current acc % ± CI", "change (points)", "band (points)",
+               "diverged", "verdict"]
     body = [
         [
             row.variant,
-            _percent(row.baseline),
-            _percent(row.current),
+            _accuracy(row.baseline),
+            _accuracy(row.current),
             "–" if row.change is None else f"{row.change:+.2f}",
-            f"{_flag(row.baseline_diverged)} → {_flag(row.current_diverged)}",
+            "–" if row.band is None else f"{row.band:.2f}",
+            f"{_flag(row.baseline)} → {_flag(row.current)}",
             row.verdict,
         ]
         for row in rows
@@ -111,35 +194,51 @@ def format_table(rows: list[Row]) -> str:
     return markdown_table(headers, body)
 
 
-def summary(rows: list[Row], baseline: str, tolerance: float) -> str:
+def notes(noise: Noise, tolerance: float) -> list[str]:
+    """How the bands were derived, and what they guarantee."""
+    if not noise.measured:
+        return [
+            f"note: the baseline has a single seed per entry, so there is no spread to measure: s falls back "
+            f"to 0 and the tolerance alone ({tolerance:g} points) is the band; no noise guarantee holds."
+        ]
+    return [
+        f"note: band = max(tolerance {tolerance:g}, t * s * sqrt(1/n_base + 1/n_cur)) points, "
+        f"t = {noise.t_crit:.3f} (one-sided, 1 - {noise.family_alpha:g}/{noise.m}, df = {noise.df}), "
+        f"s = max(own baseline std, pooled std {noise.pooled_std * 100:.2f} points of "
+        f"{noise.entries} non-diverged baseline entries).",
+        f"note: on an unchanged study the chance that any of the {noise.m} gated entries fails by noise is at "
+        f"most ~{noise.family_alpha * 100:g} % (under normality, seeds as independent draws; "
+        f"machine/backend changes act like new seeds).",
+    ]
+
+
+def summary(rows: list[Row], baseline: str) -> str:
     failed = [f"{row.variant} ({row.verdict})" for row in rows if row.failed]
     if failed:
         return f"check: FAIL: {len(failed)} of {len(rows)} against {baseline}: {'; '.join(failed)}"
-    return f"check: PASS: {len(rows)} of {len(rows)} within {tolerance:g} accuracy points of {baseline}"
+    return f"check: PASS: {len(rows)} of {len(rows)} within their noise bands of {baseline}"
 
 
-# --- reading one revision's outcomes from its metrics files ---
+# --- reading one revision's summary ---
 
-def outcomes(files: dict[str, Any]) -> Outcomes:
-    """{variant: accuracy and diverged flag} from the test metrics and each variant's training metrics."""
-    result: Outcomes = {
-        name: {"accuracy": as_number(metrics.get("accuracy")), "diverged": None}
-        for name, metrics in variant_metrics(files).items()
-    }
-    for path, content in files.items():
-        name = trained_variant(Path(path))
-        if name in result and isinstance(content, dict) and isinstance(content.get("diverged"), bool):
-            result[name]["diverged"] = content["diverged"]
-    return result
+def parse_entry(name: str, raw: Any) -> Entry:
+    """One entry of metrics/summary.json; a malformed one is a StudyError naming it."""
+    where = f"{SUMMARY_METRICS}: {name!r}"
+    if not isinstance(raw, dict) or not isinstance(raw.get("accuracy"), dict):
+        raise StudyError(f"{where} has no accuracy spread (a mapping with mean, std, n, ...)")
+    if not isinstance(raw.get("diverged"), bool):
+        raise StudyError(f"{where}: 'diverged' must be true or false, got {raw.get('diverged')!r}")
+    accuracy = raw["accuracy"]
+    n = accuracy.get("n")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise StudyError(f"{where}: accuracy.n must be a count of seeds, got {n!r}")
+    # null (the JSON writer's NaN) reads as None: an entry with no finite accuracy.
+    return Entry(*(as_number(accuracy.get(k)) for k in ("mean", "std")), n,
+                 *(as_number(accuracy.get(k)) for k in ("ci_low", "ci_high")), raw["diverged"])
 
 
-def trained_variant(path: Path) -> str | None:
-    """The variant whose training metrics (DVCLive folder) this file is, if it is one."""
-    if path == paths.FINAL_DIR / "metrics.json":
-        return FINAL
-    if path.name == "metrics.json" and path.parent.parent == paths.TRAIN_DIR:
-        return path.parent.name
-    return None
+def parse_summary(content: dict[str, Any]) -> Summary:
+    return {name: parse_entry(name, raw) for name, raw in content.items()}
 
 
 # --- command line ---
@@ -151,12 +250,22 @@ def points(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    value = as_number(text)
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1, got {text!r}")
+    return value
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m nnstudy.check", description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="HEAD", metavar="REV",
                         help="commit, branch, tag or experiment to compare against (default: HEAD)")
     parser.add_argument("--tolerance", type=points, default=None, metavar="POINTS",
-                        help="accuracy points a variant may lose (default: params.yaml check.tolerance)")
+                        help="the smallest band: accuracy points a variant may always lose "
+                             "(default: params.yaml check.tolerance)")
+    parser.add_argument("--family-alpha", type=probability, default=FAMILY_ALPHA, metavar="ALPHA",
+                        help=f"chance that any entry of an unchanged study fails by noise (default: {FAMILY_ALPHA})")
     return parser.parse_args()
 
 
@@ -164,13 +273,16 @@ def main() -> None:
     args = parse_args()
     tolerance = params.load().check_tolerance if args.tolerance is None else args.tolerance
     files = metrics_by_rev([args.baseline])
-    for rev in (WORKSPACE, args.baseline):
-        need_file(files, rev, EVALUATE_METRICS)  # missing test metrics: an input error, not a regression
-    rows = compare_metrics(outcomes(files[args.baseline]), outcomes(files[WORKSPACE]), tolerance)
-    print(f"Test accuracy: workspace vs {args.baseline} (tolerance {tolerance:g} points)\n")
+    # A missing summary is an input error (exit 2), not a regression.
+    baseline, current = (parse_summary(need_file(files, rev, SUMMARY_METRICS)) for rev in (args.baseline, WORKSPACE))
+    rows = gate(baseline, current, tolerance, args.family_alpha)
+    print(f"Mean test accuracy over seeds: workspace vs {args.baseline} "
+          f"(tolerance {tolerance:g} points, family alpha {args.family_alpha:g})\n")
     print(format_table(rows))
     print()
-    print(summary(rows, args.baseline, tolerance))
+    for line in notes(noise_model(baseline, args.family_alpha), tolerance):
+        print(line)
+    print(summary(rows, args.baseline))
     if any(row.failed for row in rows):
         sys.exit(1)
 

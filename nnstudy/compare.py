@@ -13,14 +13,15 @@ from typing import Any
 
 from tabulate import tabulate
 
-from nnstudy import paths
-from nnstudy.errors import StudyError, run_stage
-from nnstudy.jsonio import as_number
+from nnstudy.core import paths
+from nnstudy.core.errors import StudyError, run_stage
+from nnstudy.core.jsonio import as_number
 
 WORKSPACE = "workspace"
-FINAL = "final"  # the tuned network's row; params.py keeps variants from taking this name
-EVALUATE_METRICS = str(paths.EVALUATE_DIR / "metrics.json")
-FINAL_METRICS = str(paths.FINAL_EVAL_DIR / "metrics.json")
+FINAL = paths.FINAL  # the tuned network's row; params.py keeps variants from taking this name
+# Per variant and for "final": test accuracy, loss and F1 over the training seeds (spread dicts)
+# and the diverged flag; a top-level `metrics:` entry of dvc.yaml. The regression gate reads it.
+SUMMARY_METRICS = str(paths.SUMMARY)  # "metrics/summary.json"
 
 # {revision: {repo-relative metrics file: its content, or the error DVC met reading it}}
 FilesByRev = dict[str, dict[str, Any]]
@@ -70,13 +71,14 @@ def need_file(files: FilesByRev, rev: str, path: str) -> dict[str, Any]:
 
 
 def variant_metrics(files: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{variant: {metric: value}} from one revision's files, the tuned network as 'final'."""
-    evaluate = files.get(EVALUATE_METRICS)
-    table = {k: v for k, v in evaluate.items() if isinstance(v, dict)} if isinstance(evaluate, dict) else {}
-    final = files.get(FINAL_METRICS)
-    if isinstance(final, dict):  # absent until the tuning stages have run at that revision
-        table[FINAL] = final
-    return table
+    """{variant: {metric: mean over seeds}} from one revision's summary, the tuned network as 'final'."""
+    summary = files.get(SUMMARY_METRICS)
+    if not isinstance(summary, dict):
+        return {}
+    return {
+        name: {metric: spread.get("mean") for metric, spread in entry.items() if isinstance(spread, dict)}
+        for name, entry in summary.items() if isinstance(entry, dict)
+    }
 
 
 # --- the table: pure functions on plain dicts ---
@@ -118,7 +120,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m nnstudy.compare", description=__doc__.splitlines()[0])
     parser.add_argument("revs", nargs="*", metavar="REV_OR_EXP", help="commits, branches, tags or experiment names")
     parser.add_argument("--metrics", type=split_list, default=["accuracy", "f1_macro"],
-                        help="comma-separated test metrics (default: accuracy,f1_macro)")
+                        help="comma-separated test metrics, each a mean over seeds (default: accuracy,f1_macro)")
     parser.add_argument("--variants", type=split_list, default=None,
                         help="comma-separated variants (default: all, plus 'final' when present)")
     return parser.parse_args()
@@ -130,7 +132,7 @@ def main() -> None:
     files = metrics_by_rev(revs)
     by_rev = {rev: variant_metrics(files[rev]) for rev in [WORKSPACE, *revs] if rev in files}
     if not any(by_rev.values()):
-        raise StudyError(f"{EVALUATE_METRICS}: no test metrics at any revision; run `dvc repro` first")
+        raise StudyError(f"{SUMMARY_METRICS}: no test metrics at any revision; run `dvc repro` first")
     if args.variants:
         unknown = [v for v in args.variants if not any(v in table for table in by_rev.values())]
         if unknown:

@@ -1,8 +1,8 @@
 """DVC stage `fetch`: get the data set that params.yaml names and save it as it came."""
 
-from nnstudy import params, paths
-from nnstudy.data import fetch, save_raw
-from nnstudy.errors import run_stage
+from nnstudy.core import params, paths
+from nnstudy.core.data import fetch, save_raw
+from nnstudy.core.errors import run_stage
 
 
 def main() -> None:

@@ -1,37 +1,48 @@
-"""Stage final: train the best tuned configuration from scratch for `final.epochs` epochs."""
+"""Stage final: the best tuned configuration, retrained from scratch once per seed.
 
-from dataclasses import replace
+Early stopping on `final.monitor` with `final.patience`, and the best epoch's weights restored:
+the network a practitioner would keep. The epoch kept is recorded per seed.
+"""
 
-from nnstudy import params, paths
-from nnstudy.errors import run_stage
-from nnstudy.jsonio import read_json, write_json
+import time
+
+from nnstudy.core import backend, params, paths
+from nnstudy.core.errors import run_stage
+from nnstudy.core.jsonio import read_json, write_json
 
 
 def main() -> None:
     study = params.load()
-    best = read_json(paths.TUNE_DIR / "best.json")
+    best = read_json(paths.TUNE_BEST)
 
-    from nnstudy.data import load_prepared
-    from nnstudy.models import enable_determinism
-    from nnstudy.training import learning_curves, open_live, record_summary, train
-    from nnstudy.tuning import tuned_model
+    backend.activate(study.backend)
+    from nnstudy.core.data import load_prepared
+    from nnstudy.training.loop import EarlyStop, learning_curves, open_live, record_summary, train
+    from nnstudy.training.models import enable_determinism
+    from nnstudy.training.tuning import tuned_model
 
-    model = replace(tuned_model(study.base, best["hyperparameters"]),
-                    epochs=study.final_epochs, batch_size=study.tune.batch_size)
+    model = tuned_model(study.base, best["hyperparameters"], study.tune.batch_size, study.final.max_epochs)
+    stop = EarlyStop(study.final.monitor, study.final.patience)
     data = load_prepared()
-    enable_determinism(study.seed)
-    live = open_live(paths.FINAL_DIR)
-    result = train(model, data, study.seed, live, study.diverged_loss)
-    record_summary(live, result)
+    histories, fit_seconds = [], {}
+    for seed in study.seeds:
+        enable_determinism(seed)
+        live = open_live(paths.train_live_dir(paths.FINAL, seed))
+        result = train(model, data, seed, live, study.diverged_loss, study.loop, label=f"final seed {seed}", stop=stop)
+        record_summary(live, result)
+        result.network.save(paths.writable(paths.model_file(paths.FINAL, seed)))
+        histories.append(result.history)
+        fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
+        kept = result.kept_epoch
+        print(f"final seed {seed}: stopped after {result.epochs_run} epochs, kept epoch {kept} "
+              f"(val accuracy {result.history['val_accuracy'][kept - 1]:.4f}), {result.fit_seconds:.1f} s")
 
-    paths.FINAL_MODEL.parent.mkdir(parents=True, exist_ok=True)
-    result.network.save(paths.FINAL_MODEL)
-    for metric, table in learning_curves(result.history).items():
-        paths.curve_file(metric, "final").parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(paths.curve_file(metric, "final"), index=False)
-    write_json(paths.timing_file("final"), {"fit_seconds": round(result.fit_seconds, 2)})
-    print(f"final: {result.epochs_run} epochs, val accuracy {result.history['val_accuracy'][-1]:.4f}, "
-          f"{result.fit_seconds:.1f} s")
+    for metric, table in learning_curves(histories).items():
+        table.to_csv(paths.writable(paths.curve_file(metric, paths.FINAL)), index=False)
+    write_json(paths.timing_file("final"), {
+        "backend": study.backend, "loop": study.loop, "fit_seconds": fit_seconds,
+        "stage_seconds": round(time.time() - backend.process_start(), 2),
+    })
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 import json
 
-from nnstudy import params, paths
-from nnstudy.data import load_raw, prepare, save_prepared, split_summary
-from nnstudy.errors import run_stage
+from nnstudy.core import params, paths
+from nnstudy.core.data import load_raw, prepare, save_prepared, split_summary
+from nnstudy.core.errors import run_stage
 
 
 def main() -> None:

@@ -2,57 +2,94 @@
 
 import pandas as pd
 
-from nnstudy import params, paths
-from nnstudy.errors import run_stage
-from nnstudy.jsonio import read_json
-from nnstudy.plots import learning_curves, save, variant_comparison, weight_violins
-from nnstudy.report import study_markdown, tuning_markdown, variant_table
-from nnstudy.weights import load_weights
+from nnstudy.core import params, paths
+from nnstudy.core.errors import run_stage
+from nnstudy.core.jsonio import read_json
+from nnstudy.report.markdown import study_markdown, tuning_markdown, variant_table
+from nnstudy.report.plots import learning_curves, save, sweep_axis, variant_comparison, weight_violins
+from nnstudy.report.sections import (
+    dreams_markdown, epochs_finding, nondigit_markdown, openset_markdown, sweep_table, sweeps_markdown,
+)
+from nnstudy.training.weights import load_weights
+
+
+def curves(name: str) -> dict[str, pd.DataFrame]:
+    return {metric: pd.read_csv(paths.curve_file(metric, name)) for metric in ("accuracy", "loss")}
 
 
 def main() -> None:
     study = params.load()
-    table = variant_table(study)
+    summary = read_json(paths.SUMMARY)
+    comparisons = pd.read_csv(paths.COMPARISONS)
+    table = variant_table(study, summary)
     paths.REPORT_DIR.mkdir(parents=True, exist_ok=True)
     table.to_csv(paths.REPORT_DIR / "variants.csv", index=False)
 
-    figures_dir = paths.REPORT_DIR / "figures"
-    comparison = figures_dir / "comparison.png"
+    comparison = paths.FIGURES_DIR / "comparison.png"
     save(variant_comparison(table), comparison)
 
     figures = {}
+    first = study.seeds[0]
     for name in study.variants:
-        curves = {metric: pd.read_csv(paths.curve_file(metric, name)) for metric in ("accuracy", "loss")}
         figures[name] = {
-            "learning curves": figures_dir / "curves" / f"{name}.png",
-            "weights": figures_dir / "weights" / f"{name}.png",
-            "confusion matrix": figures_dir / "confusion" / f"{name}.png",
+            "learning curves": paths.FIGURES_DIR / "curves" / f"{name}.png",
+            "weights": paths.FIGURES_DIR / "weights" / f"{name}.png",
+            "confusion matrix": paths.FIGURES_DIR / "confusion" / f"{name}.png",
         }
-        save(learning_curves(curves, f"{name}: learning curves"), figures[name]["learning curves"])
-        save(weight_violins(load_weights(paths.weights_file(name)), f"{name}: kernel weights"),
+        save(learning_curves(curves(name), f"{name}: learning curves ({len(study.seeds)} seeds)"),
+             figures[name]["learning curves"])
+        save(weight_violins(load_weights(paths.weights_file(name, first)), f"{name}: kernel weights (seed {first})"),
              figures[name]["weights"])
 
-    final_curves = {metric: pd.read_csv(paths.curve_file(metric, "final")) for metric in ("accuracy", "loss")}
     final_figures = {
-        "learning curves": figures_dir / "curves" / "final.png",
-        "confusion matrix": figures_dir / "final" / "confusion.png",
-        "ROC curves": figures_dir / "final" / "roc.png",
-        "misclassified test images": figures_dir / "final" / "misclassified.png",
-        "errors per class": figures_dir / "final" / "errors.png",
+        "learning curves": paths.FIGURES_DIR / "curves" / "final.png",
+        "confusion matrix": paths.FIGURES_DIR / "final" / "confusion.png",
+        "ROC curves": paths.FIGURES_DIR / "final" / "roc.png",
+        "misclassified test images": paths.FIGURES_DIR / "final" / "misclassified.png",
+        "errors per class": paths.FIGURES_DIR / "final" / "errors.png",
     }
-    save(learning_curves(final_curves, "tuned network: learning curves"), final_figures["learning curves"])
+    save(learning_curves(curves(paths.FINAL), "tuned network: learning curves"), final_figures["learning curves"])
     tuning = tuning_markdown(
-        pd.read_csv(paths.TUNE_DIR / "trials.csv", dtype={"trial_id": str}),
-        read_json(paths.TUNE_DIR / "best.json"),
-        read_json(paths.FINAL_DIR / "metrics.json"),
-        read_json(paths.FINAL_EVAL_DIR / "metrics.json"),
+        pd.read_csv(paths.TUNE_TRIALS, dtype={"trial_id": str}),
+        read_json(paths.TUNE_BEST),
+        summary,
+        read_json(paths.FINAL_EVALUATE_METRICS),
+        comparisons,
         study.tune.top_n,
         final_figures,
     )
     splits = read_json(paths.SPLITS_SUMMARY)
-    markdown = study_markdown(study, table, splits, figures, comparison) + "\n" + tuning
+    markdown = "\n".join([
+        study_markdown(study, table, splits, summary, comparisons, figures, comparison),
+        tuning,
+        sweeps_section(study),
+        openset_markdown(read_json(paths.METRICS_DIR / "openset.json"), paths.FIGURES_DIR / "openset" / "roc.png"),
+        nondigit_markdown(read_json(paths.METRICS_DIR / "nondigit.json"),
+                          paths.FIGURES_DIR / "nondigit" / "confidence.png"),
+        dreams_markdown(read_json(paths.METRICS_DIR / "dreams.json"),
+                        paths.FIGURES_DIR / "dreams" / f"{study.probing.network}.png", splits["num_classes"]),
+    ])
     (paths.REPORT_DIR / "report.md").write_text(markdown, encoding="utf-8")
-    print(f"report: {paths.REPORT_DIR / 'report.md'} ({len(table)} variants)")
+    print(f"report: {paths.REPORT_DIR / 'report.md'} ({len(table)} variants x {len(study.seeds)} seeds)")
+
+
+def sweeps_section(study: params.Params) -> str:
+    stored = read_json(paths.SWEEPS_METRICS)
+    # In params.yaml's order (the JSON file is sorted by key: "10" before "2").
+    sweeps: dict[str, dict] = {}
+    for name, point in study.sweep_points.items():
+        timing = read_json(paths.timing_file(f"train_{name}"))
+        sweeps.setdefault(point.axis, {})[str(point.value)] = {
+            **stored[point.axis][str(point.value)],
+            "fit_seconds": sum(timing["fit_seconds"].values()) / len(timing["fit_seconds"]),
+        }
+    figures = {axis: paths.FIGURES_DIR / "sweeps" / f"{axis}.png" for axis in sweeps}
+    for axis, points in sweeps.items():
+        save(sweep_axis(sweep_table(points), axis), figures[axis])
+    base = curves(study.stats.base)
+    epochs = epochs_finding(base["accuracy"], base["loss"], study.stats.base)
+    return sweeps_markdown(sweeps, pd.read_csv(paths.SWEEP_COMPARISONS), epochs, figures,
+                           next(iter(study.sweep_points.values())).model.epochs, len(study.seeds))
 
 
 if __name__ == "__main__":

@@ -1,45 +1,58 @@
-"""Stage train@<variant>: train one network of the design study.
+"""Stage train@<variant>: train one network of the design study, once per seed.
 
     python -m stages.train batch_mini
+
+Its only inputs are the prepared data and results/settings/<variant>.json (the settings stage
+writes it from params.yaml), so it re-runs only when this variant's own settings change.
 """
 
 import argparse
+import time
 
-from nnstudy import params, paths
-from nnstudy.errors import run_stage
-from nnstudy.jsonio import write_json
+from nnstudy.core import backend, params, paths
+from nnstudy.core.errors import run_stage
+from nnstudy.core.jsonio import read_json, write_json
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variant", help="a key of `variants` in params.yaml")
     variant = parser.parse_args().variant
-    study = params.load()
-    model = params.variant(study, variant)
+    settings = read_json(paths.settings_file(variant))
+    model = params.model_from_settings(settings)
 
-    # Imported only now: a bad param fails in a second, before the TensorFlow import.
-    from nnstudy.data import load_prepared
-    from nnstudy.models import enable_determinism
-    from nnstudy.training import learning_curves, open_live, record_summary, train
-    from nnstudy.weights import save_weights
+    # Keras (and TensorFlow or JAX) only now: a bad setting fails in a fraction of a second.
+    backend.activate(settings["backend"])
+    from nnstudy.core.data import load_prepared
+    from nnstudy.training.loop import learning_curves, open_live, record_summary, train
+    from nnstudy.training.models import enable_determinism
+    from nnstudy.training.weights import save_weights
 
     data = load_prepared()
-    enable_determinism(study.seed)
-    live = open_live(paths.TRAIN_DIR / variant)
-    result = train(model, data, study.seed, live, study.diverged_loss)
-    record_summary(live, result)
+    histories, fit_seconds, startup = [], {}, None
+    for seed in settings["seeds"]:
+        enable_determinism(seed)
+        live = open_live(paths.train_live_dir(variant, seed))
+        result = train(model, data, seed, live, settings["diverged_loss"], settings["loop"],
+                       label=f"{variant} seed {seed}")
+        record_summary(live, result)
+        result.network.save(paths.writable(paths.model_file(variant, seed)))
+        save_weights(result.weights_before, result.weights_after, paths.weights_file(variant, seed))
+        histories.append(result.history)
+        startup = startup or result.built_at - backend.process_start()
+        fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
+        state = "DIVERGED" if result.diverged else "ok"
+        print(f"{variant} seed {seed}: {result.epochs_run} epochs, {result.weight_updates} updates, "
+              f"val accuracy {result.history['val_accuracy'][-1]:.4f}, {result.fit_seconds:.1f} s, {state}")
 
-    paths.model_file(variant).parent.mkdir(parents=True, exist_ok=True)
-    result.network.save(paths.model_file(variant))
-    save_weights(result.weights_before, result.weights_after, paths.weights_file(variant))
-    for metric, table in learning_curves(result.history).items():
-        paths.curve_file(metric, variant).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(paths.curve_file(metric, variant), index=False)
-    write_json(paths.timing_file(f"train_{variant}"), {"fit_seconds": round(result.fit_seconds, 2)})
-
-    state = "DIVERGED" if result.diverged else "ok"
-    print(f"{variant}: {result.epochs_run} epochs, {result.weight_updates} updates, "
-          f"val accuracy {result.history['val_accuracy'][-1]:.4f}, {result.fit_seconds:.1f} s, {state}")
+    for metric, table in learning_curves(histories).items():
+        table.to_csv(paths.writable(paths.curve_file(metric, variant)), index=False)
+    write_json(paths.timing_file(f"train_{variant}"), {
+        "backend": settings["backend"], "loop": settings["loop"], "fit_seconds": fit_seconds,
+        # Process start to data loaded and the first network built: what each stage pays up front.
+        "startup_seconds": round(startup, 2),
+        "stage_seconds": round(time.time() - backend.process_start(), 2),
+    })
 
 
 if __name__ == "__main__":

@@ -6,17 +6,18 @@ DVC output that each run starts afresh.
 
 import time
 
-from nnstudy import params, paths
-from nnstudy.errors import run_stage
-from nnstudy.jsonio import write_json
+from nnstudy.core import backend, params, paths
+from nnstudy.core.errors import run_stage
+from nnstudy.core.jsonio import write_json
 
 
 def main() -> None:
     study = params.load()
 
-    from nnstudy.data import load_prepared
-    from nnstudy.models import enable_determinism
-    from nnstudy.tuning import best_summary, make_tuner, search, trials_table
+    backend.activate(study.backend)
+    from nnstudy.core.data import load_prepared
+    from nnstudy.training.models import enable_determinism
+    from nnstudy.training.tuning import best_summary, make_tuner, search, trials_table
 
     data = load_prepared()
     enable_determinism(study.seed)
@@ -26,10 +27,9 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     table = trials_table(tuner)
-    paths.TUNE_DIR.mkdir(parents=True, exist_ok=True)
-    table.to_csv(paths.TUNE_DIR / "trials.csv", index=False)
+    table.to_csv(paths.writable(paths.TUNE_TRIALS), index=False)
     best = best_summary(tuner, study.tune)
-    write_json(paths.TUNE_DIR / "best.json", best)
+    write_json(paths.TUNE_BEST, best)
     write_json(paths.timing_file("tune"), {"search_seconds": round(seconds, 2), "trials": len(table)})
     print(f"tune: {len(table)} trials in {seconds:.0f} s; best {best['objective']} {best['value']:.4f} "
           f"with {best['hyperparameters']}")

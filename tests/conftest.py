@@ -1,12 +1,20 @@
-"""Shared fixtures: a small real dataset (scikit-learn's 8x8 digits), prepared like the pipeline does."""
+"""Shared fixtures: a small real dataset (scikit-learn's 8x8 digits), prepared like the pipeline does.
 
+The unit tests run on the default backend, JAX (NNSTUDY_TEST_BACKEND=tensorflow runs them on
+TensorFlow); the end-to-end tests run the pipeline on both.
+"""
+
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from nnstudy import params
-from nnstudy.data import fetch, prepare
+from nnstudy.core import backend, params
+
+# Before any test module imports Keras: Keras reads its backend once, at the first import.
+backend.activate(os.environ.get("NNSTUDY_TEST_BACKEND", "jax"))
+from nnstudy.core.data import fetch, prepare
 
 
 @pytest.fixture(scope="session")

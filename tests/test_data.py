@@ -1,4 +1,4 @@
-"""Tests of nnstudy.data: fetching, IDX parsing, downloads, splitting, scaling, saving and loading."""
+"""Tests of nnstudy.core.data: fetching, IDX parsing, downloads, splitting, scaling, saving and loading."""
 
 import dataclasses
 import gzip
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnstudy import data
-from nnstudy.data import PreparedData, RawDataset
-from nnstudy.errors import DataError
-from nnstudy.params import DataParams
+from nnstudy.core import data
+from nnstudy.core.data import PreparedData, RawDataset
+from nnstudy.core.errors import DataError
+from nnstudy.core.params import DataParams
 
 REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
 CFG = DataParams(

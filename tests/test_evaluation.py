@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, log_loss
 
-from nnstudy.errors import DataError
-from nnstudy.evaluation import classification_metrics, cross_entropy, normalized_confusion, per_class_metrics
-from nnstudy.jsonio import read_json, to_plain, write_json
+from nnstudy.core.errors import DataError
+from nnstudy.evaluation.metrics import classification_metrics, cross_entropy, normalized_confusion, per_class_metrics
+from nnstudy.core.jsonio import read_json, to_plain, write_json
 
 # 3 classes, 6 examples: predictions 0,0,1,2,2,1 for truths 0,0,1,1,2,2.
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2])
@@ -74,3 +74,12 @@ def test_read_json_names_missing_and_corrupt_files(tmp_path):
     (tmp_path / "bad.json").write_text('{"accuracy": 0.9')
     with pytest.raises(DataError, match=r"bad.json: not valid JSON"):
         read_json(tmp_path / "bad.json")
+
+
+def test_mse_network_is_judged_by_its_own_loss_and_the_argmax():
+    outputs = np.array([[0.9, -0.8, -1.0], [-0.5, 0.2, -0.9]])  # tanh outputs, ±1 targets
+    labels = np.array([0, 2])
+    metrics = classification_metrics(labels, outputs, loss="mse", targets="plus_minus_one")
+    expected = ((outputs - np.array([[1, -1, -1], [-1, -1, 1]])) ** 2).mean()
+    assert metrics["loss"] == pytest.approx(expected)
+    assert metrics["accuracy"] == pytest.approx(0.5)  # argmax 0 (right), argmax 1 (wrong)

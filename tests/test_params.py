@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nnstudy import params
-from nnstudy.errors import ParamError
+from nnstudy.core import params
+from nnstudy.core.errors import ParamError
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -23,7 +23,10 @@ def parse_with(edit) -> params.Params:
 
 def test_shipped_params_hold_the_whole_study():
     study = params.load(ROOT / "params.yaml")
-    assert len(study.variants) == 14
+    assert len(study.variants) == 15
+    classic = study.variants["tanh_mse"]
+    assert (classic.activation, classic.output_activation, classic.loss, classic.targets, classic.learning_rate) == (
+        "tanh", "tanh", "mse", "plus_minus_one", 0.01)
     assert study.base.hidden_units == (128, 256) and study.base.batch_size == 256 and study.seed == 1
     mean10 = study.variants["sgd_mean10_l2_0p1"]
     assert (mean10.optimizer, mean10.initializer, mean10.init_mean, mean10.regularizer, mean10.reg_alpha) == (
@@ -68,7 +71,39 @@ def test_base_change_reaches_variants_that_do_not_override_it():
      r"tune.space.learning_rate\[1\]: must be a number, got str 'fast'"),
     (lambda r: r["tune"].update(objective="val_auc"), r"tune.objective: 'val_auc' is not one of: val_accuracy, val_f1"),
     (lambda r: r["tune"].update(factor=1), r"tune.factor: must be a whole number >= 2"),
-    (lambda r: r["final"].update(epochs=0), r"final.epochs: must be a whole number >= 1"),
+    (lambda r: r["final"].update(max_epochs=0), r"final.max_epochs: must be a whole number >= 1"),
+    (lambda r: r["final"].update(monitor="loss"), r"final.monitor: 'loss' is not one of: val_loss, val_accuracy"),
+    (lambda r: r.update(backend="torch"), r"backend: 'torch' is not one of: jax, tensorflow"),
+    (lambda r: r.update(loop="scan"), r"loop: 'scan' is not one of: compiled, fit"),
+    (lambda r: r.update(backend="tensorflow", loop="compiled"),
+     r"loop: 'compiled' runs on the JAX backend only \(backend is 'tensorflow'\); set `loop: fit`"),
+    (lambda r: r.update(seeds=[]), r"seeds: must be a list of at least 1 value"),
+    (lambda r: r.update(seeds=[1, 1]), r"seeds: each seed may appear once, got \[1, 1\]"),
+    (lambda r: r.update(seeds=[1, -2]), r"seeds\[1\]: must be a whole number >= 0, got -2"),
+    (lambda r: r["stats"].update(base="batch_mni"),
+     r"stats.base: 'batch_mni' is not a variant \(did you mean 'batch_mini'\?\)"),
+    (lambda r: r["stats"]["questions"].update({"Depth": ["batch_mini"]}),
+     r"stats.questions.Depth: must be a list of at least 2"),
+    (lambda r: r["stats"]["questions"].update({"Depth": ["batch_mini", "deep"]}),
+     r"stats.questions.Depth: 'deep' is not a variant"),
+    (lambda r: r["stats"].update(confidence=1.5), r"stats.confidence: must be <= 1.0"),
+    (lambda r: r["tune"]["space"].update(dropout=[0.2, 1.2]), r"tune.space.dropout\[1\]: must be <= 0.99"),
+    (lambda r: r["tune"]["space"].update(batch_sizes=[64]), r"tune.space: unknown key 'batch_sizes' \(did you mean 'batch_size'\?\)"),
+    (lambda r: r.update(targets="plus_minus_one"),
+     r"^targets 'plus_minus_one' needs output_activation 'tanh' \(a softmax output cannot reach -1\)"),
+    (lambda r: r["variants"]["batch_mini"].update(output_activation="tanh"),
+     r"variants.batch_mini: loss 'categorical_crossentropy' needs output_activation 'softmax'"),
+    (lambda r: r["variants"]["batch_mini"].update(loss="hinge"), r"variants.batch_mini.loss: 'hinge' is not one of"),
+    (lambda r: r["variants"].update({"sweep_x": {}}), r"the prefix 'sweep_' of 'sweep_x' is kept for sweep points"),
+    (lambda r: r["sweeps"].update(depth=[1, 1]), r"sweeps.depth: 1 is listed twice"),
+    (lambda r: r["sweeps"].update(activation=["relu", "mish"]), r"sweeps.activation\[1\]: 'mish' is not one of"),
+    (lambda r: r["sweeps"]["optimizer_learning_rates"].update(adamw=0.1),
+     r"sweeps.optimizer_learning_rates: unknown key 'adamw'"),
+    (lambda r: r["probing"].update(network="nope"), r"probing.network: 'nope' is not a variant"),
+    (lambda r: r["probing"]["openset"].update(known=[0, 1, 5]),
+     r"probing.openset: `known` needs at least 2 digits, none of them in `train_unknowns`"),
+    (lambda r: r["probing"]["openset"].update(known=[0, 12]), r"probing.openset.known: must list distinct digits 0-9"),
+    (lambda r: r["probing"]["dreams"].update(start="white"), r"probing.dreams.start: 'white' is not one of: gray, noise"),
 ])
 def test_bad_param_is_named(edit, message):
     with pytest.raises(ParamError, match=message):
@@ -84,18 +119,59 @@ def test_missing_and_broken_files(tmp_path):
         params.load(broken)
 
 
+def test_top_level_messages_have_no_empty_key_path():
+    with pytest.raises(ParamError, match=r"^unknown key 'learnig_rate'") as caught:
+        parse_with(lambda raw: raw.update(learnig_rate=0.1))
+    assert not str(caught.value).startswith(":")
+
+
+def test_duplicate_key_is_an_error_naming_it(tmp_path):
+    text = (ROOT / "params.yaml").read_text()
+    duplicated = tmp_path / "params.yaml"
+    duplicated.write_text(text + "\nseed: 2\n")
+    with pytest.raises(ParamError, match=r"params.yaml: not valid YAML: .*duplicate key 'seed' \(first given on line \d+\)"):
+        params.load(duplicated)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(text.replace("  dataset: mnist-sample\n", "  dataset: mnist-sample\n  dataset: digits\n"))
+    with pytest.raises(ParamError, match=r"duplicate key 'dataset'"):
+        params.load(nested)
+
+
+def test_optional_search_axes_and_settings_files():
+    study = parse_with(lambda raw: raw["tune"]["space"].update(dropout=[0.0, 0.2], batch_size=[64, 256]))
+    assert study.tune.dropout == (0.0, 0.2) and study.tune.batch_sizes == (64, 256)
+    assert params.load(ROOT / "params.yaml").tune.dropout == ()  # the seeds' space by default
+    settings = params.effective_settings(study, "rmsprop_rho0p01")
+    assert settings["model"]["optimizer"] == "rmsprop" and settings["seeds"] == list(study.seeds)
+    assert params.model_from_settings(settings) == study.variants["rmsprop_rho0p01"]
+
+
 def test_unknown_variant():
     with pytest.raises(ParamError, match=r"unknown variant 'nope'; params.yaml defines: batch_online"):
         params.variant(params.load(ROOT / "params.yaml"), "nope")
 
 
 def test_stage_reports_bad_param_without_traceback(tmp_path):
-    """A stage given a bad params.yaml exits 2 with one line, before importing TensorFlow."""
+    """A stage given a bad params.yaml exits 2 with one line, before importing Keras, and writes nothing."""
     raw = copy.deepcopy(RAW)
     raw["variants"]["batch_mini"] = {"batch_size": 0}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    run = subprocess.run([sys.executable, "-m", "stages.train", "batch_mini"], cwd=tmp_path,
+    run = subprocess.run([sys.executable, "-m", "stages.settings"], cwd=tmp_path,
                          env={"PYTHONPATH": str(ROOT), "PATH": ""}, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert run.stderr.strip() == (
         "error: params.yaml: variants.batch_mini.batch_size: must be a whole number >= 1 or 'full', got int 0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_sweep_points_change_one_axis_of_the_base_network():
+    study = params.load(ROOT / "params.yaml")
+    points = study.sweep_points
+    assert points["sweep_depth_3"].model.hidden_units == (128, 128, 128)
+    assert points["sweep_width_1024"].model.hidden_units == (1024, 1024)
+    assert points["sweep_optimizer_sgd"].model.learning_rate == 0.01
+    assert points["sweep_learning_rate_0.1"].model.optimizer == "adam"
+    assert all(p.model.epochs == 30 for p in points.values())
+    unchanged = points["sweep_activation_tanh"].model
+    assert unchanged.hidden_units == study.base.hidden_units and unchanged.activation == "tanh"
+    assert params.variant(study, "sweep_width_16").hidden_units == (16, 16)

@@ -1,7 +1,9 @@
-"""End to end: the real `dvc repro` on scikit-learn's digits, in a throwaway git repo.
+"""End to end: the real `dvc repro` on scikit-learn's digits, in throwaway git repos, on both backends.
 
-One small study (3 variants, 2 epochs, a 2-trial Hyperband) is reproduced once per session; the
-tests then check caching, byte-identical re-runs, `dvc exp run -S`, queued experiments and diffs.
+One small study (3 variants x 3 seeds, 10 epochs, a 2-trial Hyperband) is reproduced once per
+backend; the tests then check the outputs, caching, byte-identical re-runs, `dvc exp run -S`
+re-training only what a change touches, queued experiments, and the regression gate in both
+directions (noise passes, a real regression fails).
 """
 
 import json
@@ -15,20 +17,32 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nnstudy.check import gate, parse_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["nnstudy", "stages", "plots", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore",
                  "pyproject.toml", ".dvc/config"]
 VARIANTS = ["batch_mini", "sgd_mean10", "rmsprop_l1_dropout"]
+BACKENDS = {"jax": "compiled", "tensorflow": "fit"}
 
 
-def small_params() -> dict:
+def small_params(backend: str) -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["data"]["dataset"] = "digits"
-    raw["epochs"] = 2
+    raw.update(epochs=10, batch_size=64, seeds=[1, 2, 3], backend=backend, loop=BACKENDS[backend])
     raw["variants"] = {name: raw["variants"][name] for name in VARIANTS}
     raw["tune"].update(max_epochs=2, factor=3, patience=1)
     raw["tune"]["space"] = {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3], "learning_rate": [1.0e-2]}
-    raw["final"]["epochs"] = 2
+    raw["final"].update(max_epochs=8, patience=2)
+    raw["stats"]["questions"] = {
+        "L1 + dropout": ["batch_mini", "rmsprop_l1_dropout"],
+        "The tuned network vs the base network": ["batch_mini", "final"],
+    }
+    # One value per sweep axis: every sweep stage runs; a test adds a value.
+    raw["sweeps"].update(epochs=5, depth=[1], width=[16], activation=["tanh"], optimizer=["sgd"], learning_rate=[1.0e-2])
+    raw["probing"]["nondigit_samples"] = 50
+    raw["probing"]["openset"]["epochs"] = 10
+    raw["probing"]["dreams"].update(steps=20)
     return raw
 
 
@@ -48,45 +62,80 @@ def strict_json(path: Path):
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("study")
+def trained(output: str) -> set[str]:
+    """The train@ stages a `dvc repro`/`dvc exp run` output says it ran."""
+    return {line.split("'")[1].removeprefix("train@") for line in output.splitlines()
+            if line.startswith("Running stage 'train@")}
+
+
+def make_repo(folder: Path, backend: str) -> Path:
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif source.exists():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(small_params(), sort_keys=False))
-    run(repo, "git", "init", "-q")
-    if not (repo / ".dvc" / "config").exists():
-        run(repo, "dvc", "init", "-q")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "small study")
-    run(repo, "dvc", "repro")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "results")
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, folder / name)
+    (folder / "params.yaml").write_text(yaml.safe_dump(small_params(backend), sort_keys=False))
+    run(folder, "git", "init", "-q")
+    run(folder, "git", "add", "-A")
+    run(folder, "git", "commit", "-qm", "small study")
+    run(folder, "dvc", "repro")
+    run(folder, "git", "add", "-A")
+    run(folder, "git", "commit", "-qm", "results")
+    return folder
+
+
+@pytest.fixture(scope="module", params=list(BACKENDS))
+def repo(request, tmp_path_factory) -> Path:
+    return make_repo(tmp_path_factory.mktemp(f"study-{request.param}"), request.param)
+
+
+@pytest.fixture
+def jax_repo(repo) -> Path:
+    """The default backend's study, for the experiment tests (the DVC side is backend-independent)."""
+    if "study-jax" not in repo.name:
+        pytest.skip("run once, on the default backend")
     return repo
 
 
 def test_repro_produces_every_output(repo):
+    settings = strict_json(repo / "results" / "settings" / "batch_mini.json")
     for variant in VARIANTS:
-        assert (repo / "models" / "variants" / f"{variant}.keras").stat().st_size > 0
-        train = strict_json(repo / "results" / "train" / variant / "metrics.json")
-        assert train["epochs_run"] >= 1 and isinstance(train["diverged"], bool)
-    assert strict_json(repo / "results/train/sgd_mean10/metrics.json")["diverged"] is True
-    assert strict_json(repo / "results/train/batch_mini/metrics.json")["diverged"] is False
-    test = strict_json(repo / "results" / "evaluate" / "metrics.json")
-    assert set(test) == set(VARIANTS) and 0.1 < test["batch_mini"]["accuracy"] <= 1
-    final = strict_json(repo / "results" / "final_evaluate" / "metrics.json")
-    assert set(final["per_class"]) == {str(k) for k in range(10)} and 0.5 < final["auc_macro"] <= 1
-    assert len(list((repo / "results/final_evaluate/plots/sklearn/roc").glob("class_*.json"))) == 10
+        for seed in (1, 2, 3):
+            assert (repo / "models" / "variants" / variant / f"seed_{seed}.keras").stat().st_size > 0
+            train = strict_json(repo / "metrics" / "train" / variant / f"seed_{seed}" / "metrics.json")
+            assert train["epochs_run"] >= 1 and isinstance(train["diverged"], bool)
+        timing = strict_json(repo / "metrics" / "timing" / f"train_{variant}.json")
+        assert timing["backend"] == settings["backend"] and timing["loop"] == settings["loop"]
+        assert set(timing["fit_seconds"]) == {"seed_1", "seed_2", "seed_3"} and timing["startup_seconds"] > 0
+    summary = strict_json(repo / "metrics" / "summary.json")
+    assert set(summary) == {*VARIANTS, "final"}
+    assert summary["sgd_mean10"]["diverged"] is True and summary["batch_mini"]["diverged"] is False
+    mini = summary["batch_mini"]["accuracy"]
+    assert mini["n"] == 3 and mini["ci_low"] <= mini["mean"] <= mini["ci_high"] and 0.5 < mini["mean"] <= 1
+    final = strict_json(repo / "metrics" / "final_evaluate.json")
+    assert set(final["per_class_mean"]) == {str(k) for k in range(10)} and 0.5 < final["seed_1"]["auc_macro"] <= 1
+    assert summary["final"]["kept_epoch"]["n"] == 3
+    assert len(list((repo / "plots/final_evaluate/plots/sklearn/roc").glob("class_*.json"))) == 10
     assert len((repo / "results" / "tune" / "trials.csv").read_text().splitlines()) == 1 + 2
+    comparisons = (repo / "results" / "stats" / "comparisons.csv").read_text()
+    assert "batch_mini,rmsprop_l1_dropout" in comparisons and "mcnemar_p_holm" in comparisons
     report = (repo / "report" / "report.md").read_text()
     assert all(f"### {variant}" in report for variant in VARIANTS) and "## Fine-tuning (Hyperband)" in report
-    for figure in ("comparison.png", "final/roc.png", "final/misclassified.png", "weights/sgd_mean10.png"):
+    assert "## Findings" in report and "- L1 + dropout: test accuracy" in report and "## Significance" in report
+    for figure in ("comparison.png", "final/roc.png", "final/misclassified.png", "weights/sgd_mean10.png",
+                   "curves/batch_mini.png"):
         assert (repo / "report" / "figures" / figure).stat().st_size > 1000
+
+
+def test_every_metrics_and_plots_file_is_strict_and_in_its_folder(repo):
+    shown = json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout)
+    files = [path for result in shown.values() for path in result.get("data", {})]
+    assert files and all(path.startswith("metrics/") for path in files), files
+    for path in repo.rglob("*.json"):
+        if ".dvc" not in path.parts and "vendor" not in path.parts:
+            strict_json(path)  # ROC thresholds included: DVCLive writes the first one as bare Infinity
 
 
 def test_second_repro_does_nothing(repo):
@@ -96,26 +145,53 @@ def test_second_repro_does_nothing(repo):
 
 
 def test_forced_rerun_gives_byte_identical_results(repo):
-    """Everything under results/ except wall-clock timings is the same to the byte."""
+    """Every metric, plot data and result file except wall-clock timings is the same to the byte."""
     def snapshot():
-        return {p.relative_to(repo): p.read_bytes() for p in (repo / "results").rglob("*")
+        return {p.relative_to(repo): p.read_bytes() for folder in ("metrics", "plots", "results")
+                for p in (repo / folder).rglob("*")
                 if p.suffix in {".json", ".csv", ".tsv"} and "timing" not in p.parts}
     before = snapshot()
     run(repo, "dvc", "repro", "--force")
     after = snapshot()
-    assert len(before) > 30 and before.keys() == after.keys()
+    assert len(before) > 40 and before.keys() == after.keys()
     assert [str(p) for p in before if before[p] != after[p]] == []
-    changed = [line[3:] for line in run(repo, "git", "status", "--porcelain", "results").stdout.splitlines()]
-    assert changed and all(path.startswith("results/timing/") for path in changed), changed
+    # Wall-clock times change, and with them the report's fit-time columns and bars, and their hashes in dvc.lock.
+    timed = ("metrics/timing/", "report/report.md", "report/variants.csv", "report/figures/sweeps/", "dvc.lock")
+    changed = [line[3:] for line in run(repo, "git", "status", "--porcelain").stdout.splitlines()]
+    assert changed and all(path.startswith(timed) for path in changed), changed
+    # Every data and result hash in dvc.lock holds. (Saved models, weight archives and keras-tuner's
+    # trial folder carry the time they were written: the same weights, another hash.)
+    stamped = ("metrics/timing/", "models/", "results/weights", "tuner")
+    def without_timing(lock: dict) -> dict:
+        lock["stages"].pop("report")
+        for stage in lock["stages"].values():
+            for kind in ("deps", "outs"):
+                stage[kind] = [entry for entry in stage.get(kind, []) if not entry["path"].startswith(stamped)]
+        return lock
+    committed = yaml.safe_load(run(repo, "git", "show", "HEAD:dvc.lock").stdout)
+    assert without_timing(yaml.safe_load((repo / "dvc.lock").read_text())) == without_timing(committed)
 
 
-def test_exp_run_with_set_param_changes_metrics(repo):
+def test_other_backend_passes_the_gate(repo):
+    """The same study on the other backend is noise, not a regression: the gate passes both ways."""
+    if "study-tensorflow" not in repo.name:
+        pytest.skip("compared once, from the TensorFlow repo, against the JAX one")
+    jax = next(repo.parent.glob("study-jax*"))
+    ours, theirs = (parse_summary(strict_json(r / "metrics" / "summary.json")) for r in (repo, jax))
+    for baseline, current in ((theirs, ours), (ours, theirs)):
+        rows = gate(baseline, current, tolerance=0.5)
+        assert not [row for row in rows if row.failed], rows
+
+
+def test_exp_run_retrains_only_the_variants_a_base_key_reaches(jax_repo):
+    repo = jax_repo
     run(repo, "git", "checkout", "--", ".")
-    done = run(repo, "dvc", "exp", "run", "-n", "what-if-sgd", "-S", "optimizer=sgd")
-    assert "Running stage 'train@batch_mini'" in done.stdout
+    done = run(repo, "dvc", "exp", "run", "-n", "what-if-sgd", "-S", "optimizer=sgd", "summarize")
+    # batch_mini inherits `optimizer`; sgd_mean10 and rmsprop_l1_dropout set their own.
+    assert trained(done.stdout) == {"batch_mini"}, done.stdout
     assert "Running stage 'tune'" not in done.stdout  # the search space did not change
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json").stdout)
-    change = diff["results/evaluate/metrics.json"]["batch_mini.accuracy"]
+    change = diff["metrics/summary.json"]["batch_mini.accuracy.mean"]
     assert change["new"] != change["old"]
     params_diff = json.loads(run(repo, "dvc", "params", "diff", "--json").stdout)
     assert params_diff["params.yaml"]["optimizer"] == {"old": "adam", "new": "sgd"}
@@ -127,9 +203,41 @@ def test_exp_run_with_set_param_changes_metrics(repo):
     run(repo, "dvc", "checkout", "-q")
 
 
-def test_queued_experiments_run_in_parallel(repo):
+def test_gate_passes_other_seeds_and_fails_a_real_regression(jax_repo):
+    repo = jax_repo
+    run(repo, "git", "checkout", "--", ".")
+    run(repo, "dvc", "exp", "run", "-S", "seeds=[4,5,6]", "summarize")
+    noise = run(repo, "python", "-m", "nnstudy.check", check=False)
+    assert noise.returncode == 0, noise.stdout + noise.stderr
+    assert "check: PASS" in noise.stdout
+    run(repo, "git", "checkout", "--", ".")
+    run(repo, "dvc", "checkout", "-q")
+    done = run(repo, "dvc", "exp", "run", "-S", "+variants.batch_mini.epochs=1", "summarize")
+    assert trained(done.stdout) == {"batch_mini"}, done.stdout
+    regression = run(repo, "python", "-m", "nnstudy.check", check=False)
+    assert regression.returncode == 1, regression.stdout + regression.stderr
+    assert "check: FAIL" in regression.stdout and "batch_mini" in regression.stdout.splitlines()[-1]
+    run(repo, "git", "checkout", "--", ".")
+    run(repo, "dvc", "checkout", "-q")
+
+
+def test_adding_a_sweep_value_trains_only_that_value(jax_repo):
+    repo = jax_repo
+    run(repo, "git", "checkout", "--", ".")
+    done = run(repo, "dvc", "exp", "run", "-S", "sweeps.depth=[1,3]", "evaluate_sweeps")
+    ran = [line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage 'sweep_")]
+    assert ran == ["sweep_depth@depth-3"], done.stdout
+    sweeps = strict_json(repo / "metrics" / "sweeps.json")
+    assert set(sweeps["depth"]) == {"1", "3"} and sweeps["depth"]["3"]["parameters"] > sweeps["depth"]["1"]["parameters"]
+    run(repo, "git", "checkout", "--", ".")
+    run(repo, "dvc", "checkout", "-q")
+
+
+def test_queued_experiments_run_in_parallel(jax_repo):
+    repo = jax_repo
     for rate in ("0.01", "0.003"):
-        run(repo, "dvc", "exp", "run", "--queue", "-n", f"lr-{rate.replace('.', 'p')}", "-S", f"learning_rate={rate}")
+        run(repo, "dvc", "exp", "run", "--queue", "-n", f"lr-{rate.replace('.', 'p')}", "-S", f"learning_rate={rate}",
+            "summarize")
     run(repo, "dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 480
     while time.monotonic() < deadline:
@@ -142,5 +250,5 @@ def test_queued_experiments_run_in_parallel(repo):
     accuracies = {}
     for name in ("lr-0p01", "lr-0p003"):
         diff = json.loads(run(repo, "dvc", "metrics", "diff", "HEAD", name, "--json").stdout)
-        accuracies[name] = diff["results/evaluate/metrics.json"]["batch_mini.accuracy"]["new"]
+        accuracies[name] = diff["metrics/summary.json"]["batch_mini.accuracy.mean"]["new"]
     assert accuracies["lr-0p01"] != accuracies["lr-0p003"]

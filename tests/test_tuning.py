@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from nnstudy.models import build_model, enable_determinism
-from nnstudy.tuning import ValidationMacroF1, macro_f1, tuned_model
+from nnstudy.training.models import build_model, enable_determinism
+from nnstudy.training.tuning import ValidationMacroF1, macro_f1, tuned_model
 
 
 def test_macro_f1_is_over_the_whole_set_not_batch_averaged():
@@ -32,10 +32,17 @@ def test_callback_logs_val_f1_of_the_model_each_epoch(study, digits):
 
 
 def test_tuned_model_fixes_rmsprop_he_normal_and_l2_everywhere(study):
-    model = tuned_model(study.base, {"units_1": 64, "units_2": 512, "l2": 1e-6, "learning_rate": 0.01})
+    model = tuned_model(study.base, {"units_1": 64, "units_2": 512, "l2": 1e-6, "learning_rate": 0.01}, 256, 30)
     assert (model.optimizer, model.initializer, model.regularizer, model.regularize_output) == (
         "rmsprop", "he_normal", "l2", True)
     assert model.hidden_units == (64, 512) and model.reg_alpha == 1e-6 and model.learning_rate == 0.01
     network = build_model(model, 64, 10, seed=1)
     dense = [layer for layer in network.layers if isinstance(layer, keras.layers.Dense)]
     assert all(isinstance(layer.kernel_regularizer, keras.regularizers.L2) for layer in dense)
+    assert model.batch_size == 256 and model.epochs == 30 and model.dropout == 0.0
+
+
+def test_tuned_model_takes_the_optional_axes_when_searched(study):
+    values = {"units_1": 64, "units_2": 256, "l2": 1e-3, "learning_rate": 0.01, "dropout": 0.2, "batch_size": 64}
+    model = tuned_model(study.base, values, 256, 30)
+    assert model.dropout == 0.2 and model.batch_size == 64

@@ -1,0 +1,1 @@
+"""Core: params (validated once), paths (every file name), data, errors and strict JSON."""

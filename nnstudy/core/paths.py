@@ -1,0 +1,108 @@
+"""Every file the pipeline reads or writes, relative to the repository root.
+
+DVC runs each stage from the root, and dvc.yaml names the same paths as deps and outs. Three
+top-level folders hold what is committed: `metrics/` (every file `dvc metrics` reads), `plots/`
+(every file `dvc plots` reads) and `results/` (the rest: settings, predictions, trial tables).
+`data/` and `models/` are DVC-cached outputs, out of git.
+"""
+
+import os
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+
+RAW_DATA = Path("data/raw/dataset.npz")
+PREPARED_DIR = Path("data/prepared")
+
+MODELS_DIR = Path("models")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+RESULTS_DIR = Path("results")
+REPORT_DIR = Path("report")
+FIGURES_DIR = REPORT_DIR / "figures"
+
+SPLITS_SUMMARY = METRICS_DIR / "data" / "splits.json"
+SETTINGS_DIR = RESULTS_DIR / "settings"      # each variant's effective settings: what its training depends on
+TRAIN_DIR = METRICS_DIR / "train"            # one DVCLive folder per (variant, seed)
+TIMING_DIR = METRICS_DIR / "timing"          # wall-clock figures, kept apart: never reproducible
+CURVES_DIR = PLOTS_DIR / "curves"            # learning curves, mean and spread over seeds
+SWEEP_CURVES_DIR = PLOTS_DIR / "sweeps"      # the sweep points' learning curves
+WEIGHTS_DIR = RESULTS_DIR / "weights"        # weights before/after training (DVC-cached)
+PREDICTIONS_DIR = RESULTS_DIR / "predictions"  # test-set predicted labels per run (for McNemar)
+
+EVALUATE_METRICS = METRICS_DIR / "evaluate.json"        # every variant, every seed, on the test set
+EVALUATE_PLOTS = PLOTS_DIR / "evaluate"                 # DVCLive folder: confusion data per variant
+
+TUNE_DIR = RESULTS_DIR / "tune"
+TUNE_BEST = METRICS_DIR / "tune" / "best.json"
+TUNE_TRIALS = TUNE_DIR / "trials.csv"
+TUNER_WORKDIR = Path("tuner")                # keras-tuner's trial folder (a DVC output)
+
+FINAL = "final"                              # the tuned network's name wherever variants are listed
+FINAL_EVALUATE_METRICS = METRICS_DIR / "final_evaluate.json"
+FINAL_EVALUATE_PLOTS = PLOTS_DIR / "final_evaluate"      # DVCLive folder: ROC and confusion data
+
+SWEEPS_METRICS = METRICS_DIR / "sweeps.json"          # every sweep point over seeds, by axis
+SWEEP_COMPARISONS = RESULTS_DIR / "stats" / "sweeps.csv"  # within each axis, the best value vs the others
+SUMMARY = METRICS_DIR / "summary.json"       # mean, spread and CI over seeds, per variant and the tuned network
+COMPARISONS = RESULTS_DIR / "stats" / "comparisons.csv"  # every tested difference with its p-values
+
+
+def prepared_split(split: str) -> Path:
+    return PREPARED_DIR / f"{split}.npz"
+
+
+def settings_file(variant: str) -> Path:
+    return SETTINGS_DIR / f"{variant}.json"
+
+
+def seed_name(seed: int) -> str:
+    return f"seed_{seed}"
+
+
+def model_dir(name: str) -> Path:
+    """Every seed's model of one variant, sweep point (sweep_<axis>_<value>) or the tuned network (`final`)."""
+    if name == FINAL:
+        return MODELS_DIR / "final"
+    return MODELS_DIR / ("sweeps" if name.startswith("sweep_") else "variants") / name
+
+
+def model_file(variant: str, seed: int) -> Path:
+    return model_dir(variant) / f"{seed_name(seed)}.keras"
+
+
+def train_live_dir(variant: str, seed: int) -> Path:
+    return TRAIN_DIR / variant / seed_name(seed)
+
+
+def weights_file(variant: str, seed: int) -> Path:
+    return WEIGHTS_DIR / variant / f"{seed_name(seed)}.npz"
+
+
+def predictions_file(name: str) -> Path:
+    """A variant's (evaluate writes them) or the tuned network's (evaluate_final writes it)."""
+    return PREDICTIONS_DIR / ("final.csv" if name == FINAL else f"variants/{name}.csv")
+
+
+def curve_file(metric: str, name: str) -> Path:
+    """Learning curves: the variants' and the tuned network's together, the sweep points' apart."""
+    folder = SWEEP_CURVES_DIR if name.startswith("sweep_") else CURVES_DIR
+    return folder / metric / f"{name}.csv"
+
+
+def timing_file(stage: str) -> Path:
+    return TIMING_DIR / f"{stage}.json"
+
+
+def cache_dir() -> Path:
+    """Kept between runs, outside the repository (downloads, compiled XLA programs).
+
+    NNSTUDY_CACHE overrides ~/.cache/nnstudy.
+    """
+    return Path(os.environ.get("NNSTUDY_CACHE") or Path.home() / ".cache" / "nnstudy")
+
+
+def writable(path: Path) -> Path:
+    """The path, with its folder created: for writers that do not make their own folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,1 @@
+"""Evaluation and statistics: test-set measures, spread over seeds, significance tests."""

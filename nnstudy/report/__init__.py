@@ -1,0 +1,1 @@
+"""The study report: figures, tables and generated findings."""

@@ -1,0 +1,235 @@
+"""Collect every variant's results into one table and one Markdown report.
+
+Every number is a mean over the training seeds with the half-width of its confidence interval
+(`93.1 ± 0.6`), and every claim is generated from metrics/summary.json and the comparisons table,
+so no sentence of the report can contradict the numbers it stands on.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nnstudy.compare import markdown_table as format_markdown
+from nnstudy.core import paths
+from nnstudy.core.jsonio import read_json
+from nnstudy.core.params import ModelParams, Params
+from nnstudy.evaluation.stats import best_variant, series_finding
+
+SETTINGS = ("optimizer", "learning_rate", "rho", "batch_size", "initializer", "init_mean",
+            "regularizer", "reg_alpha", "dropout", "hidden_units", "activation")
+
+
+def half_width(spread: dict) -> float | None:
+    if spread.get("ci_low") is None or spread.get("ci_high") is None:
+        return None
+    return (spread["ci_high"] - spread["ci_low"]) / 2
+
+
+def mean_ci(spread: dict, scale: float = 100.0, digits: int = 1) -> str:
+    """'93.1 ± 0.6' (mean ± CI half-width), scaled to percent by default; '—' when there is no mean."""
+    mean = spread.get("mean")
+    if mean is None:
+        return "—"
+    width = half_width(spread)
+    text = f"{mean * scale:.{digits}f}"
+    return text if width is None else f"{text} ± {width * scale:.{digits}f}"
+
+
+def run_facts(name: str, seeds: list[int]) -> dict:
+    """Epochs and weight updates (the same for every seed unless a run stopped early) and fit time."""
+    runs = [read_json(paths.train_live_dir(name, seed) / "metrics.json") for seed in seeds]
+    timing = read_json(paths.timing_file("final" if name == paths.FINAL else f"train_{name}"))
+    return {
+        "epochs_run": "/".join(sorted({str(r["epochs_run"]) for r in runs})),
+        "weight_updates": "/".join(sorted({str(r["weight_updates"]) for r in runs})),
+        "fit_seconds": float(np.mean(list(timing["fit_seconds"].values()))),
+    }
+
+
+def variant_row(name: str, model: ModelParams, entry: dict) -> dict:
+    """One variant: its settings, how training went, and its test measures over seeds."""
+    settings = {key: getattr(model, key) for key in SETTINGS}
+    settings["hidden_units"] = "-".join(map(str, model.hidden_units))
+    if model.initializer != "normal":
+        settings["init_mean"] = None  # only the normal initializer has a mean
+    return {
+        "variant": name,
+        **settings,
+        **run_facts(name, entry["seeds"]),
+        "seeds": len(entry["seeds"]),
+        "diverged_seeds": entry["diverged_seeds"],
+        "diverged": entry["diverged"],
+        **{f"test_{m}_{k}": entry[m][k] for m in ("accuracy", "loss", "f1_macro")
+           for k in ("mean", "std", "ci_low", "ci_high")},
+    }
+
+
+def variant_table(study: Params, summary: dict) -> pd.DataFrame:
+    return pd.DataFrame([variant_row(name, model, summary[name]) for name, model in study.variants.items()])
+
+
+def pair_row(comparisons: pd.DataFrame, a: str, b: str) -> pd.Series | None:
+    """The tested comparison of a and b, in either orientation."""
+    match = comparisons[((comparisons["a"] == a) & (comparisons["b"] == b)) | ((comparisons["a"] == b) & (comparisons["b"] == a))]
+    return match.iloc[0] if len(match) else None
+
+
+def _fmt(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "—"
+    if isinstance(value, bool | np.bool_):
+        return "**yes**" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(table: pd.DataFrame, columns: list[str]) -> str:
+    rows = [[_fmt(row[c]) for c in columns] for _, row in table.iterrows()]
+    return format_markdown(columns, rows) + "\n"
+
+
+def relative(figure: Path) -> str:
+    return figure.relative_to(paths.REPORT_DIR).as_posix()
+
+
+def _p(value: float) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def findings_markdown(study: Params, summary: dict, comparisons: pd.DataFrame) -> str:
+    """The study's questions, each answered in a generated sentence."""
+    lines = ["## Findings", "",
+             "Generated from the numbers below: each step of a question is tested with an exact McNemar test "
+             "on the test set per seed (significant only if every seed shows it), Holm-corrected over all "
+             f"{len(comparisons)} comparisons at α = {study.stats.alpha:g}. ± is the half-width of the "
+             f"{study.stats.confidence:.0%} t-interval over {len(study.seeds)} seeds.", ""]
+    for question, names in study.stats.questions.items():
+        lines.append(f"- {series_finding(question, list(names), summary, comparisons)}")
+    best = best_variant(summary)
+    if best is not None:
+        lines.append(f"- {series_finding('The tuned network vs the best variant', [best, paths.FINAL], summary, comparisons)}")
+    versus_base = comparisons[comparisons["question"] == "vs the base network"]
+    significant = versus_base[versus_base["significant"]]
+    lines += ["", f"{len(significant)} of {len(versus_base)} variants differ significantly from the base network "
+              f"`{study.stats.base}` ({', '.join(f'`{b}`' for b in significant['b']) or 'none'}).", ""]
+    return "\n".join(lines)
+
+
+def comparisons_markdown(comparisons: pd.DataFrame) -> str:
+    table = comparisons.assign(
+        change=[f"{v:+.1f}" for v in comparisons["diff_points"]],
+        mcnemar=[_p(v) for v in comparisons["mcnemar_p_holm"]],
+        welch=[_p(v) for v in comparisons["welch_p_holm"]],
+    )
+    rows = [[r["question"], f"`{r['a']}` → `{r['b']}`", r["change"], r["mcnemar"], r["welch"], r["verdict"]]
+            for _, r in table.iterrows()]
+    return "\n".join([
+        "## Significance",
+        "",
+        "Every comparison: the change in mean test accuracy (points), the exact McNemar test (paired per seed "
+        "on the same test images; the largest p over seeds) and Welch's t-test across seeds, both Holm-corrected. "
+        "The verdict follows McNemar, which pairs every test image; three seeds give the t-test little power. "
+        f"All of it in `{paths.COMPARISONS.as_posix()}`.",
+        "",
+        format_markdown(["question", "comparison", "change (points)", "McNemar p (Holm)", "Welch p (Holm)",
+                         "verdict"], rows),
+        "",
+    ])
+
+
+def study_markdown(study: Params, table: pd.DataFrame, splits: dict, summary: dict, comparisons: pd.DataFrame,
+                   figures: dict[str, dict[str, Path]], comparison_figure: Path) -> str:
+    sizes = ", ".join(f"{name} {splits['splits'][name]['size']:,}" for name in ("train", "val", "test"))
+    ranked = table.assign(
+        accuracy=[mean_ci(summary[n]["accuracy"]) for n in table["variant"]],
+        loss=[mean_ci(summary[n]["loss"], scale=1, digits=3) for n in table["variant"]],
+        f1_macro=[mean_ci(summary[n]["f1_macro"]) for n in table["variant"]],
+        diverged_runs=[f"{d}/{s}" for d, s in zip(table["diverged_seeds"], table["seeds"])],
+    ).sort_values("test_accuracy_mean", ascending=False, na_position="last")
+    best = ranked.iloc[0]
+    lines = [
+        "# nnstudy: MLP design study report",
+        "",
+        f"Dataset **{study.data.dataset}** ({sizes} examples; images {splits['image_shape'][0]}×"
+        f"{splits['image_shape'][1]}, {splits['num_classes']} classes; split seed {study.seed}). Every network "
+        f"is trained once per seed {list(study.seeds)} on the **{study.backend}** backend (`loop: {study.loop}`). "
+        "Every number below comes from `dvc repro` with the `params.yaml` and `dvc.lock` of the same commit.",
+        "",
+        f"Best variant on the test set: **{best['variant']}** (accuracy {best['accuracy']} %, macro F1 "
+        f"{best['f1_macro']} %).",
+        "",
+        findings_markdown(study, summary, comparisons),
+        "## Every variant",
+        "",
+        "Sorted by mean test accuracy; accuracy and F1 in %, mean ± CI half-width over seeds. `weight_updates` "
+        "counts optimizer steps; `fit_seconds` is the mean wall time per seed on the machine that ran the study; "
+        "`diverged` counts the seeds whose training loss went NaN/inf or exploded.",
+        "",
+        markdown_table(ranked, [
+            "variant", "optimizer", "learning_rate", "batch_size", "initializer", "init_mean", "regularizer",
+            "reg_alpha", "dropout", "epochs_run", "weight_updates", "fit_seconds", "diverged_runs",
+            "accuracy", "loss", "f1_macro",
+        ]),
+        f"![Variant comparison]({relative(comparison_figure)})",
+        "",
+        comparisons_markdown(comparisons),
+        "## Each variant",
+        "",
+        "Learning curves (train vs validation: the mean over seeds, the band ± one standard deviation), each "
+        f"layer's weights before and after training (seed {study.seeds[0]}), and the test confusion matrix "
+        "(rows: true class, normalized; every seed's predictions pooled).",
+        "",
+    ]
+    for name, figs in figures.items():
+        lines += [f"### {name}", ""] + [f"![{name} {kind}]({relative(path)})" for kind, path in figs.items()] + [""]
+    return "\n".join(lines)
+
+
+def tuning_markdown(trials: pd.DataFrame, best: dict, summary: dict, final_test: dict, comparisons: pd.DataFrame,
+                    top_n: int, figures: dict[str, Path]) -> str:
+    """The fine-tuning section: search, best configuration, and the tuned network over seeds."""
+    entry = summary[paths.FINAL]
+    per_class = pd.DataFrame([{"class": k, **v} for k, v in final_test["per_class_mean"].items()])
+    aucs = [m["auc_macro"] for name, m in final_test.items() if name.startswith("seed_")]
+    searched = [c for c in ("units_1", "units_2", "l2", "learning_rate", "dropout", "batch_size") if c in trials]
+    kept = entry.get("kept_epoch", {})
+    lines = [
+        "## Fine-tuning (Hyperband)",
+        "",
+        f"keras-tuner Hyperband ran {len(trials)} trials (one search, split seed), judged by `{best['objective']}`. "
+        f"Top {min(top_n, len(trials))} (all of them in `{paths.TUNE_TRIALS.as_posix()}`):",
+        "",
+        markdown_table(trials.head(top_n), ["trial_id", *searched, "bracket", "epoch_budget", "epochs_run",
+                                            "objective", "status"]),
+        "Best hyperparameters (trial {trial}, {objective} {value:.4f}): {hps}.".format(
+            trial=best["trial_id"], objective=best["objective"], value=best["value"],
+            hps=", ".join(f"`{k}` = {v}" for k, v in best["hyperparameters"].items())),
+        "",
+        "### The tuned network, retrained from scratch once per seed",
+        "",
+        f"Early stopping kept epoch {mean_ci(kept, scale=1)} on average (the best validation epoch, its weights "
+        f"restored). On the test set over {len(entry['seeds'])} seeds: accuracy {mean_ci(entry['accuracy'])} %, "
+        f"loss {mean_ci(entry['loss'], scale=1, digits=3)}, macro F1 {mean_ci(entry['f1_macro'])} %, "
+        f"macro AUC {np.mean(aucs):.4f} (mean).",
+        "",
+    ]
+    best = best_variant(summary)
+    row = pair_row(comparisons, best, paths.FINAL) if best is not None else None
+    if row is not None:
+        change = (entry["accuracy"]["mean"] - summary[best]["accuracy"]["mean"]) * 100
+        beats = "beats" if change > 0 else "does not beat"
+        verdict = "significant" if row["significant"] else "within noise"
+        lines += [f"The tuned network {beats} the best plain variant `{best}` "
+                  f"({mean_ci(entry['accuracy'])} % vs {mean_ci(summary[best]['accuracy'])} %, "
+                  f"{change:+.1f} points): {verdict} (McNemar p = {_p(row['mcnemar_p_holm'])}, Holm).", ""]
+    lines += [
+        "Per class (mean over seeds):",
+        "",
+        markdown_table(per_class, ["class", "precision", "recall", "f1", "auc", "support"]),
+    ]
+    lines += [f"![tuned network: {kind}]({relative(path)})" for kind, path in figures.items()]
+    return "\n".join(lines) + "\n"

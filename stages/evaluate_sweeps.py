@@ -1,0 +1,49 @@
+"""Stage evaluate_sweeps: every sweep point (one network per seed) on the test set, axis by axis.
+
+metrics/sweeps.json: per axis and value, test accuracy, loss and macro F1 over seeds (mean,
+spread, CI), parameter count and diverged seeds (fit times stay in metrics/timing/). results/stats/sweeps.csv: within each
+axis, the best value against every other (exact McNemar per seed, Welch across seeds, Holm).
+"""
+
+from nnstudy.core import backend, params, paths
+from nnstudy.core.errors import run_stage
+from nnstudy.core.jsonio import read_json, write_json
+
+
+def main() -> None:
+    study = params.load()
+
+    backend.activate(study.backend)
+    from nnstudy.core.data import load_split
+    from nnstudy.evaluation.metrics import predicted_labels
+    from nnstudy.evaluation.runs import per_seed_metrics, predict_runs
+    from nnstudy.evaluation.stats import compare, spread
+    from nnstudy.training.loop import load_network
+
+    test = load_split("test")
+    result, pairs, predictions, accuracies = {}, [], {}, {}
+    for name, point in study.sweep_points.items():
+        probas = predict_runs(name, study.seeds, test)
+        runs = per_seed_metrics(test.labels, probas, point.model)
+        diverged = [read_json(paths.train_live_dir(name, s) / "metrics.json")["diverged"] for s in study.seeds]
+        result.setdefault(point.axis, {})[str(point.value)] = {
+            "point": name,
+            "parameters": load_network(paths.model_file(name, study.seeds[0])).count_params(),
+            "diverged_seeds": sum(diverged),
+            "diverged": sum(diverged) > len(diverged) / 2,
+            **{m: spread([run[m] for run in runs.values()], study.stats.confidence)
+               for m in ("accuracy", "loss", "f1_macro")},
+        }
+        predictions[name] = {seed: predicted_labels(p) for seed, p in probas.items()}
+        accuracies[name] = {seed: runs[paths.seed_name(seed)]["accuracy"] for seed in study.seeds}
+        print(f"{name}: test accuracy {result[point.axis][str(point.value)]['accuracy']['mean']:.4f}")
+    for axis, points in result.items():
+        best = max(points.values(), key=lambda p: p["accuracy"]["mean"] if p["accuracy"]["mean"] is not None else -1)
+        pairs += [(axis, best["point"], p["point"]) for p in points.values() if p is not best]
+    write_json(paths.SWEEPS_METRICS, result)
+    compare(pairs, test.labels, predictions, accuracies, alpha=study.stats.alpha).to_csv(
+        paths.writable(paths.SWEEP_COMPARISONS), index=False)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,65 @@
+"""Stage openset: train on the known digits (0–4 by default), test on all ten, reject the rest.
+
+Three knownness scores per test image, each with a threshold that accepts `tpr` of the known
+validation digits: (a) the maximum softmax probability, (b) minus the distance to the nearest
+class centroid in the last hidden layer (no unknowns in training), (c) an extra sigmoid "known"
+output trained with the training split's unknown digits. Every seed; spread over seeds.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+
+from nnstudy.core import backend, params, paths
+from nnstudy.core.errors import run_stage
+from nnstudy.core.jsonio import write_json
+
+
+def main() -> None:
+    study = params.load()
+    cfg = study.probing.openset
+
+    backend.activate(study.backend)
+    from nnstudy.core.data import load_prepared
+    from nnstudy.evaluation.stats import spread
+    from nnstudy.probing.openset import known_mask, roc_table
+    from nnstudy.probing.runs import METHODS, fashion_images, probe_inputs, run_openset
+    from nnstudy.report.plots import open_set_roc, save
+    from nnstudy.training.loop import open_live
+    from nnstudy.training.models import enable_determinism
+
+    data = load_prepared()
+    fashion, _ = fashion_images(study.data, data.image_shape)
+    model = replace(study.base, epochs=cfg.epochs)  # the base network, on the known digits only
+    runs = {}
+    for seed in study.seeds:
+        enable_determinism(seed)
+        live = open_live(paths.METRICS_DIR / "openset" / "train" / paths.seed_name(seed))
+        nondigit = probe_inputs(data, study.probing.nondigit_samples, seed, fashion)
+        runs[seed] = run_openset(model, data, cfg.known, cfg.train_unknowns, cfg.tpr, seed, live,
+                                 study.diverged_loss, study.loop, nondigit)
+        live.end()
+        print(f"open set seed {seed}: " + ", ".join(
+            f"{m} AUROC {runs[seed].metrics[m]['auroc']:.3f}" for m in METHODS))
+
+    is_known = np.tile(known_mask(data.test.labels, cfg.known), len(runs))
+    result = {"known": list(cfg.known), "train_unknowns": list(cfg.train_unknowns), "tpr": cfg.tpr}
+    for method in METHODS:
+        per_seed = {paths.seed_name(s): run.metrics[method] for s, run in runs.items()}
+        result[method] = {
+            **per_seed,
+            "summary": {name: spread([m[name] for m in per_seed.values()], study.stats.confidence)
+                        for name in ("auroc", "fpr_at_95_tpr", "closed_set_accuracy", "open_set_accuracy")},
+            "nondigit_accepted": {kind: float(np.mean([run.nondigit_accepted[method][kind] for run in runs.values()]))
+                                  for kind in next(iter(runs.values())).nondigit_accepted[method]},
+        }
+        # Every seed's scores pooled: one ROC curve per method for `dvc plots`.
+        pooled = np.concatenate([run.scores[method] for run in runs.values()])
+        roc_table(pooled, is_known).to_csv(paths.writable(paths.PLOTS_DIR / "openset" / f"{method}.csv"), index=False)
+    write_json(paths.METRICS_DIR / "openset.json", result)
+    save(open_set_roc({m: paths.PLOTS_DIR / "openset" / f"{m}.csv" for m in METHODS}, result),
+         paths.FIGURES_DIR / "openset" / "roc.png")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,69 @@
+"""Stage summarize: spread over seeds and significance of every comparison the study makes.
+
+metrics/summary.json: per variant and the tuned network, the mean, std, min, max and a t-interval
+of test accuracy, loss and macro F1 over seeds, and how many seeds diverged (the regression gate
+reads this file). results/stats/comparisons.csv: every tested difference with its p-values.
+"""
+
+from nnstudy.core import params, paths
+from nnstudy.core.errors import run_stage
+from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.evaluation.runs import load_predictions
+from nnstudy.evaluation.stats import best_variant, compare, spread
+
+MEASURES = ("accuracy", "loss", "f1_macro")
+
+
+def summarize(name: str, per_seed: dict, seeds: tuple[int, ...], confidence: float) -> dict:
+    runs = [per_seed[paths.seed_name(seed)] for seed in seeds]
+    diverged = [read_json(paths.train_live_dir(name, seed) / "metrics.json")["diverged"] for seed in seeds]
+    entry = {
+        "seeds": list(seeds),
+        "diverged_seeds": sum(diverged),
+        "diverged": sum(diverged) > len(seeds) / 2,
+        **{measure: spread([run[measure] for run in runs], confidence) for measure in MEASURES},
+    }
+    if name == paths.FINAL:
+        kept = [read_json(paths.train_live_dir(name, seed) / "metrics.json")["kept_epoch"] for seed in seeds]
+        entry["kept_epoch"] = spread(kept, confidence)
+    return entry
+
+
+def pairs(study: params.Params, summary: dict) -> list[tuple[str, str, str]]:
+    """(question, a, b): every variant vs the base, each step of each question, and the tuned
+    network vs the best plain variant. A pair asked twice is tested once (under its first question)."""
+    base = study.stats.base
+    wanted = [("vs the base network", base, name) for name in study.variants if name != base]
+    for question, series in study.stats.questions.items():
+        wanted += [(question, a, b) for a, b in zip(series, series[1:])]
+    best = best_variant(summary)
+    if best is not None:
+        wanted.append(("The tuned network vs the best variant", best, paths.FINAL))
+    seen, unique = set(), []
+    for question, a, b in wanted:
+        if frozenset((a, b)) not in seen and a != b:
+            seen.add(frozenset((a, b)))
+            unique.append((question, a, b))
+    return unique
+
+
+def main() -> None:
+    study = params.load()
+    evaluated = read_json(paths.EVALUATE_METRICS) | {paths.FINAL: read_json(paths.FINAL_EVALUATE_METRICS)}
+    names = [*study.variants, paths.FINAL]
+    summary = {name: summarize(name, evaluated[name], study.seeds, study.stats.confidence) for name in names}
+    write_json(paths.SUMMARY, summary)
+
+    predictions, labels = {}, None
+    for name in names:
+        labels, predictions[name] = load_predictions(name)
+    accuracies = {name: {seed: evaluated[name][paths.seed_name(seed)]["accuracy"] for seed in study.seeds}
+                  for name in names}
+    table = compare(pairs(study, summary), labels, predictions, accuracies, alpha=study.stats.alpha)
+    table.to_csv(paths.writable(paths.COMPARISONS), index=False)
+    print(f"summarize: {len(names)} networks x {len(study.seeds)} seeds; {int(table['significant'].sum())} of "
+          f"{len(table)} differences significant (Holm, alpha {study.stats.alpha:g})")
+
+
+if __name__ == "__main__":
+    run_stage(main)

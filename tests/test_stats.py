@@ -1,0 +1,185 @@
+"""Tests of nnstudy.evaluation.stats against hand computations and the reference libraries."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+from mlxtend.evaluate import mcnemar as mlxtend_mcnemar
+from statsmodels.stats.contingency_tables import mcnemar as statsmodels_mcnemar
+
+from nnstudy.evaluation.stats import (
+    COMPARE_COLUMNS, compare, holm, mcnemar_p, seedwise_mcnemar, series_finding, spread, welch_p,
+)
+
+
+# --- spread ---
+
+def test_spread_matches_a_hand_computed_t_interval():
+    result = spread([0.91, 0.93, 0.95])
+    # mean 0.93, s = 0.02, t(0.975, df=2) = 4.3027 from a t table: half-width 4.3027 * 0.02 / sqrt(3)
+    half = 4.3027 * 0.02 / math.sqrt(3)
+    assert result["mean"] == pytest.approx(0.93)
+    assert result["std"] == pytest.approx(0.02)
+    assert (result["min"], result["max"], result["n"]) == (pytest.approx(0.91), pytest.approx(0.95), 3)
+    assert result["ci_low"] == pytest.approx(0.93 - half, abs=1e-5)
+    assert result["ci_high"] == pytest.approx(0.93 + half, abs=1e-5)
+    # 90 %: t(0.95, df=2) = 2.9200
+    assert spread([0.91, 0.93, 0.95], confidence=0.90)["ci_high"] == pytest.approx(0.93 + 2.92 * 0.02 / math.sqrt(3), abs=1e-5)
+
+
+def test_spread_drops_non_finite_values_and_is_json_ready():
+    result = spread([0.9, float("nan"), 0.92, float("inf")])
+    assert result["n"] == 2 and result["mean"] == pytest.approx(0.91)
+    assert all(type(v) in (float, int) for v in result.values())
+    json.dumps(result, allow_nan=False)  # plain Python numbers, no NaN
+
+
+def test_spread_of_one_value_has_no_interval_and_of_none_no_numbers():
+    assert spread([0.9]) == {"mean": 0.9, "std": 0.0, "min": 0.9, "max": 0.9, "n": 1, "ci_low": None, "ci_high": None}
+    assert spread([float("nan")])["n"] == 0 and spread([])["mean"] is None
+    constant = spread([0.9, 0.9, 0.9])
+    assert constant["std"] == 0.0 and constant["ci_low"] == constant["ci_high"] == 0.9
+
+
+# --- McNemar ---
+
+def predictions_with_table(both: int, only_a: int, only_b: int, neither: int) -> tuple[np.ndarray, ...]:
+    """Labels and two classifiers' predictions whose correctness contingency table is the given one."""
+    n = both + only_a + only_b + neither
+    y_true = np.arange(n) % 10
+    wrong = (y_true + 1) % 10
+    a_right = np.r_[np.ones(both + only_a, bool), np.zeros(only_b + neither, bool)]
+    b_right = np.r_[np.ones(both, bool), np.zeros(only_a, bool), np.ones(only_b, bool), np.zeros(neither, bool)]
+    return y_true, np.where(a_right, y_true, wrong), np.where(b_right, y_true, wrong)
+
+
+def test_mcnemar_matches_statsmodels_mlxtend_and_the_binomial():
+    y_true, pred_a, pred_b = predictions_with_table(50, 12, 3, 5)
+    table = np.array([[50, 12], [3, 5]])
+    p = mcnemar_p(y_true, pred_a, pred_b)
+    assert p == pytest.approx(statsmodels_mcnemar(table, exact=True).pvalue)
+    assert p == pytest.approx(mlxtend_mcnemar(table, exact=True)[1])
+    assert p == pytest.approx(2 * (1 + 15 + 105 + 455) / 2**15)  # 2 * P(X <= 3), X ~ Bin(15, 1/2)
+    assert mcnemar_p(y_true, pred_b, pred_a) == pytest.approx(p)  # symmetric
+
+
+def test_mcnemar_is_one_when_the_classifiers_never_disagree_in_correctness():
+    y_true, pred_a, _ = predictions_with_table(40, 0, 0, 10)
+    other_wrong = np.where(pred_a == y_true, y_true, (y_true + 2) % 10)  # wrong differently, same correctness
+    assert mcnemar_p(y_true, pred_a, other_wrong) == 1.0
+    with pytest.raises(ValueError):
+        mcnemar_p(y_true, pred_a, pred_a[:-1])
+
+
+def test_seedwise_mcnemar_pairs_seeds_and_takes_the_max():
+    y1, a1, b1 = predictions_with_table(50, 12, 3, 5)
+    _, a2, b2 = predictions_with_table(50, 20, 0, 0)
+    result = seedwise_mcnemar(y1, {1: a1, 2: a2, 3: a1}, {1: b1, 2: b2, 4: b1})
+    assert set(result["p_per_seed"]) == {1, 2}  # seeds 3 and 4 have no partner
+    assert result["p_per_seed"][1] == pytest.approx(mcnemar_p(y1, a1, b1))
+    assert result["p"] == max(result["p_per_seed"].values()) == result["p_per_seed"][1]
+    assert math.isnan(seedwise_mcnemar(y1, {1: a1}, {2: b1})["p"])
+
+
+# --- Welch and Holm ---
+
+def test_welch_matches_scipy_and_defines_degenerate_cases():
+    a, b = [0.91, 0.93, 0.92], [0.88, 0.90, 0.86, 0.87]
+    assert welch_p(a, b) == pytest.approx(scipy.stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert welch_p([0.9, 0.9, 0.9], [0.9, 0.9]) == 1.0
+    assert welch_p([0.9, 0.9, 0.9], [0.8, 0.8]) == 0.0
+    assert math.isnan(welch_p([0.9], [0.8, 0.85]))
+    assert math.isnan(welch_p([0.9, float("nan")], [0.8, 0.85]))  # one finite value left
+
+
+def test_holm_matches_the_textbook_and_skips_nan():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    adjusted = holm([0.01, float("nan"), 0.04])  # a family of two
+    assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
+    assert holm([]) == [] and math.isnan(holm([float("nan")])[0])
+    assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+# --- compare ---
+
+@pytest.fixture
+def study():
+    """Three variants, two seeds: 'worse' loses 20 examples per seed against 'base', 'same' only 2."""
+    y_true, base, worse = predictions_with_table(70, 20, 0, 10)
+    _, _, same = predictions_with_table(88, 2, 0, 10)
+    predictions = {"base": {1: base, 2: base}, "worse": {1: worse, 2: worse}, "same": {1: same, 2: same}}
+    accuracies = {name: {seed: float(np.mean(p == y_true)) for seed, p in by_seed.items()}
+                  for name, by_seed in predictions.items()}
+    accuracies["worse"] = {1: 0.69, 2: 0.71}
+    return y_true, predictions, accuracies
+
+
+def test_compare_adjusts_each_test_over_the_table(study):
+    y_true, predictions, accuracies = study
+    pairs = [("Q1", "base", "worse"), ("Q2", "base", "same")]
+    table = compare(pairs, y_true, predictions, accuracies)
+    assert list(table.columns) == COMPARE_COLUMNS
+    raw = [mcnemar_p(y_true, predictions["base"][1], predictions[b][1]) for _, _, b in pairs]
+    assert table["mcnemar_p"].tolist() == pytest.approx(raw)
+    assert table["mcnemar_p_holm"].tolist() == pytest.approx(holm(raw))
+    welch = [welch_p(list(accuracies["base"].values()), list(accuracies[b].values())) for _, _, b in pairs]
+    assert table["welch_p"].tolist() == pytest.approx(welch)
+    assert table["welch_p_holm"].tolist() == pytest.approx(holm(welch))
+    first = table.iloc[0]
+    assert first["diff_points"] == pytest.approx((0.70 - 0.90) * 100)
+    assert table["significant"].tolist() == [True, False]
+    assert table["verdict"].tolist() == ["significant", "within noise"]
+    assert compare([], y_true, predictions, accuracies).empty
+
+
+# --- series_finding ---
+
+def acc(mean: float, half: float | None = 0.005, diverged: bool = False) -> dict:
+    ci = (None, None) if half is None else (mean - half, mean + half)
+    return {"accuracy": {"mean": mean, "std": 0.004, "min": mean, "max": mean, "n": 3,
+                         "ci_low": ci[0], "ci_high": ci[1]}, "diverged": diverged}
+
+
+def steps_table(*rows: tuple[str, str, float, bool]) -> pd.DataFrame:
+    return pd.DataFrame([{"a": a, "b": b, "mcnemar_p_holm": p, "significant": sig} for a, b, p, sig in rows])
+
+
+def test_series_finding_falls_with_significance_words():
+    summary = {"batch_online": acc(0.941, 0.006), "batch_mini": acc(0.928, 0.004), "batch_full": acc(0.921, 0.005)}
+    table = steps_table(("batch_online", "batch_mini", 0.003, True), ("batch_full", "batch_mini", 0.41, False))
+    assert series_finding("Batch size", ["batch_online", "batch_mini", "batch_full"], summary, table) == (
+        "Batch size: test accuracy falls from batch_online 94.1 % (± 0.6) to batch_mini 92.8 % (± 0.4) "
+        "to batch_full 92.1 % (± 0.5); batch_online → batch_mini significant (p = 0.003), "
+        "batch_mini → batch_full within noise (p = 0.41)."
+    )
+
+
+def test_series_finding_rises_and_uses_labels():
+    summary = {"l2_a": acc(0.90), "l2_b": acc(0.92), "l2_c": acc(0.95)}
+    table = steps_table(("l2_a", "l2_b", 0.2, False), ("l2_b", "l2_c", 0.0001, True))
+    text = series_finding("L2", ["l2_a", "l2_b", "l2_c"], summary, table, labels={"l2_a": "α = 0.1"})
+    assert text.startswith("L2: test accuracy rises from α = 0.1 90.0 %")
+    assert "α = 0.1 → l2_b within noise (p = 0.2)" in text and "l2_b → l2_c significant (p < 0.001)" in text
+    for word in ("falls", "changes"):
+        assert word not in text
+
+
+def test_series_finding_mixed_and_diverged():
+    summary = {"rho_low": acc(0.91), "base": acc(0.93), "rho_high": acc(0.92), "sgd": acc(0.098, None, diverged=True)}
+    table = steps_table(("rho_low", "base", 0.01, True), ("base", "rho_high", 0.5, False))
+    text = series_finding("rho", ["rho_low", "base", "rho_high"], summary, table)
+    assert "test accuracy changes from" in text
+    assert "rises" not in text and "falls" not in text
+    diverged = series_finding("Divergence", ["base", "sgd"], summary, table)
+    assert "falls from" in diverged and "sgd 9.8 % (single seed, no CI) (diverged)" in diverged
+    assert "base → sgd not tested" in diverged  # no row in the table: no significance claimed
+    assert "(diverged)" not in text
+
+
+def test_series_finding_direction_follows_the_printed_numbers():
+    summary = {"a": acc(0.9281), "b": acc(0.9279)}  # both print as 92.8
+    assert "stays level" in series_finding("Q", ["a", "b"], summary, steps_table(("a", "b", 0.9, False)))
