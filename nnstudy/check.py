@@ -14,18 +14,20 @@ against its band: Hyperband may pick another configuration, which alone is no re
 The band, in accuracy points, comes from the baseline's own spread over seeds:
 
     band = max(tolerance, t_crit * s * sqrt(1/n_base + 1/n_cur) * 100)
-    s = max(the entry's own baseline std, the pooled std of all non-diverged baseline entries)
+    s = max(the entry's own baseline std, the typical std: the median over non-diverged entries)
     t_crit = one-sided Student-t quantile at 1 - family_alpha / m, pooled degrees of freedom
 
 where m is the number of entries gated on accuracy (Bonferroni). So on an unchanged study the
-chance that any entry fails by noise is at most ~5 % (family_alpha 0.05; under normality,
-seeds as independent draws; machine/backend changes act like new seeds). With a single seed
+chance that any entry fails by noise is at most ~5 % (family_alpha 0.05; approximately: under
+normality, seeds as independent draws, noise of one size across entries, which the median
+estimates; machine/backend changes act like new seeds). With a single seed
 per baseline entry there is no spread to measure: s falls back to 0 and the tolerance alone is
 the band. Exit 2: unreadable input (missing file, unknown revision, malformed summary).
 """
 
 import argparse
 import math
+import statistics
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +61,7 @@ Summary = dict[str, Entry]
 @dataclass(frozen=True)
 class Noise:
     """What the baseline says about seed-to-seed noise, shared by every entry's band."""
-    pooled_std: float          # accuracy, 0..1; 0.0 when no entry has two seeds
+    typical_std: float         # accuracy, 0..1: the median entry's std; 0.0 when no entry has two seeds
     df: int                    # pooled degrees of freedom: sum of n_i - 1
     entries: int               # non-diverged baseline entries that pooled at least two seeds
     m: int                     # entries gated on accuracy (the Bonferroni family)
@@ -103,16 +105,19 @@ def accuracy_gated(name: str, entry: Entry) -> bool:
 
 
 def noise_model(baseline: Summary, family_alpha: float = FAMILY_ALPHA) -> Noise:
-    """Pooled seed-to-seed std of the non-diverged baseline entries and the Bonferroni t quantile."""
+    """The typical seed-to-seed std of the non-diverged baseline entries and the Bonferroni t quantile."""
     pooled = [e for e in baseline.values() if not e.diverged and e.std is not None and e.n >= 2]
     df = sum(e.n - 1 for e in pooled)
-    # The pooled variance is the df-weighted mean of the entries' variances (no library takes
-    # summary statistics for this); pooling gives the estimate the degrees of freedom 3 seeds lack.
-    pooled_std = math.sqrt(sum((e.n - 1) * e.std**2 for e in pooled) / df) if df else 0.0
+    # Every entry measures the same kind of noise, so they are pooled: 3 seeds alone give an entry 2
+    # degrees of freedom and a useless t quantile. The *median* std, not the df-weighted mean of
+    # the variances: one variant on the edge of collapse (rmsprop_l1_dropout ranged 20-77 % over
+    # three seeds) would otherwise widen every band past any real regression. Such a variant still
+    # gets a band as wide as its own spread (band_points takes the larger of the two).
+    typical_std = float(statistics.median(e.std for e in pooled)) if pooled else 0.0
     m = max(1, sum(accuracy_gated(name, e) for name, e in baseline.items()))
     # One-sided: only drops fail. Bonferroni over the m entries bounds the family-wise error.
     t_crit = float(scipy_stats.t.ppf(1 - family_alpha / m, df)) if df else None
-    return Noise(pooled_std, df, len(pooled), m, family_alpha, t_crit)
+    return Noise(typical_std, df, len(pooled), m, family_alpha, t_crit)
 
 
 def band_points(base: Entry, n_current: int, noise: Noise, tolerance: float) -> float:
@@ -120,7 +125,7 @@ def band_points(base: Entry, n_current: int, noise: Noise, tolerance: float) -> 
     if not noise.measured or base.n < 1 or n_current < 1:
         return tolerance  # single-seed baseline: no spread to measure
     # max: a variant noisier than the pool keeps a band at least as wide as its own spread.
-    s = max(base.std or 0.0, noise.pooled_std)
+    s = max(base.std or 0.0, noise.typical_std)
     return max(tolerance, noise.t_crit * s * math.sqrt(1 / base.n + 1 / n_current) * 100)
 
 
@@ -204,7 +209,7 @@ def notes(noise: Noise, tolerance: float) -> list[str]:
     return [
         f"note: band = max(tolerance {tolerance:g}, t * s * sqrt(1/n_base + 1/n_cur)) points, "
         f"t = {noise.t_crit:.3f} (one-sided, 1 - {noise.family_alpha:g}/{noise.m}, df = {noise.df}), "
-        f"s = max(own baseline std, pooled std {noise.pooled_std * 100:.2f} points of "
+        f"s = max(own baseline std, typical std {noise.typical_std * 100:.2f} points: the median of "
         f"{noise.entries} non-diverged baseline entries).",
         f"note: on an unchanged study the chance that any of the {noise.m} gated entries fails by noise is at "
         f"most ~{noise.family_alpha * 100:g} % (under normality, seeds as independent draws; "

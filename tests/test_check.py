@@ -51,21 +51,31 @@ def failed(rows) -> list[str]:
 
 def test_band_formula_matches_a_hand_computation():
     baseline = parse_summary({"a": entry(0.90, std=0.004), "b": entry(0.92, std=0.010, n=4),
-                              "c": entry(0.10, std=0.2, diverged=True)})  # diverged: not pooled
+                              "d": entry(0.91, std=0.006), "c": entry(0.10, std=0.2, diverged=True)})  # c: not pooled
     noise = noise_model(baseline, family_alpha=0.05)
-    df = 2 + 3
-    pooled = math.sqrt((2 * 0.004**2 + 3 * 0.010**2) / df)
-    m = 2  # a and b are gated on accuracy; c only on its flag
+    df = 2 + 3 + 2
+    typical = 0.006  # the median of 0.004, 0.010, 0.006
+    m = 3  # a, b and d are gated on accuracy; c only on its flag
     t = scipy.stats.t.ppf(1 - 0.05 / m, df)
-    assert (noise.df, noise.m, noise.entries) == (df, m, 2)
-    assert noise.pooled_std == pytest.approx(pooled) and noise.t_crit == pytest.approx(t)
-    # a is quieter than the pool: the pooled std; b is noisier: its own
-    assert band_points(baseline["a"], 3, noise, 0.1) == pytest.approx(t * pooled * math.sqrt(1 / 3 + 1 / 3) * 100)
+    assert (noise.df, noise.m, noise.entries) == (df, m, 3)
+    assert noise.typical_std == pytest.approx(typical) and noise.t_crit == pytest.approx(t)
+    # a is quieter than typical: the typical std; b is noisier: its own
+    assert band_points(baseline["a"], 3, noise, 0.1) == pytest.approx(t * typical * math.sqrt(1 / 3 + 1 / 3) * 100)
     assert band_points(baseline["b"], 2, noise, 0.1) == pytest.approx(t * 0.010 * math.sqrt(1 / 4 + 1 / 2) * 100)
     assert band_points(baseline["a"], 3, noise, 5.0) == 5.0  # the tolerance is the floor
     rows = {row.variant: row for row in gate(baseline, baseline, tolerance=0.1)}
     assert rows["a"].band == pytest.approx(band_points(baseline["a"], 3, noise, 0.1))
     assert rows["c"].band is None
+
+
+def test_one_wild_variant_does_not_blunt_the_gate():
+    """A variant ranging 20-77 % over seeds keeps its own wide band; the others keep theirs narrow."""
+    quiet = {f"v{i}": entry(0.93, std=0.004) for i in range(8)}
+    baseline = parse_summary({**quiet, "wild": entry(0.48, std=0.284)})
+    current = parse_summary({**quiet, "v0": entry(0.886, std=0.004), "wild": entry(0.30, std=0.3)})
+    rows = {row.variant: row for row in gate(baseline, current, tolerance=0.5)}
+    assert rows["v0"].verdict == "REGRESSION"  # -4.4 points
+    assert rows["wild"].verdict == "ok" and rows["wild"].band > 30
 
 
 def test_unchanged_study_with_other_seeds_passes():
@@ -131,7 +141,7 @@ def test_improvement_passes():
 def test_single_seed_baseline_falls_back_to_the_tolerance():
     baseline = parse_summary(study(n=1))
     noise = noise_model(baseline)
-    assert noise.t_crit is None and noise.pooled_std == 0.0
+    assert noise.t_crit is None and noise.typical_std == 0.0
     within = gate(baseline, parse_summary(study(n=1, shift={"batch_mini": -0.5})), tolerance=0.5)
     assert failed(within) == []  # exactly the tolerance passes
     assert {row.band for row in within if row.band is not None} == {0.5}
