@@ -177,7 +177,9 @@ def test_other_backend_passes_the_gate(repo):
     if "study-tensorflow" not in repo.name:
         pytest.skip("compared once, from the TensorFlow repo, against the JAX one")
     jax = next(repo.parent.glob("study-jax*"))
-    ours, theirs = (parse_summary(strict_json(r / "metrics" / "summary.json")) for r in (repo, jax))
+    # Both studies as committed (the experiment tests may have left the JAX workspace elsewhere).
+    ours, theirs = (parse_summary(json.loads(run(r, "git", "show", "HEAD:metrics/summary.json").stdout))
+                    for r in (repo, jax))
     for baseline, current in ((theirs, ours), (ours, theirs)):
         rows = gate(baseline, current, tolerance=0.5)
         assert not [row for row in rows if row.failed], rows
@@ -203,20 +205,19 @@ def test_exp_run_retrains_only_the_variants_a_base_key_reaches(jax_repo):
     run(repo, "dvc", "checkout", "-q")
 
 
-def test_gate_passes_other_seeds_and_fails_a_real_regression(jax_repo):
+def test_gate_fails_a_real_regression_and_passes_other_seeds(jax_repo):
     repo = jax_repo
     run(repo, "git", "checkout", "--", ".")
+    run(repo, "dvc", "exp", "run", "-S", "+variants.batch_mini.epochs=1", "summarize")
+    regression = run(repo, "python", "-m", "nnstudy.check", check=False)
+    assert regression.returncode == 1, regression.stdout + regression.stderr
+    assert "check: FAIL" in regression.stdout and "batch_mini" in regression.stdout.splitlines()[-1]
+    run(repo, "git", "checkout", "--", ".")
+    run(repo, "dvc", "checkout", "-q")
     run(repo, "dvc", "exp", "run", "-S", "seeds=[4,5,6]", "summarize")
     noise = run(repo, "python", "-m", "nnstudy.check", check=False)
     assert noise.returncode == 0, noise.stdout + noise.stderr
     assert "check: PASS" in noise.stdout
-    run(repo, "git", "checkout", "--", ".")
-    run(repo, "dvc", "checkout", "-q")
-    done = run(repo, "dvc", "exp", "run", "-S", "+variants.batch_mini.epochs=1", "summarize")
-    assert trained(done.stdout) == {"batch_mini"}, done.stdout
-    regression = run(repo, "python", "-m", "nnstudy.check", check=False)
-    assert regression.returncode == 1, regression.stdout + regression.stderr
-    assert "check: FAIL" in regression.stdout and "batch_mini" in regression.stdout.splitlines()[-1]
     run(repo, "git", "checkout", "--", ".")
     run(repo, "dvc", "checkout", "-q")
 
@@ -224,6 +225,7 @@ def test_gate_passes_other_seeds_and_fails_a_real_regression(jax_repo):
 def test_adding_a_sweep_value_trains_only_that_value(jax_repo):
     repo = jax_repo
     run(repo, "git", "checkout", "--", ".")
+    run(repo, "dvc", "checkout", "-q")
     done = run(repo, "dvc", "exp", "run", "-S", "sweeps.depth=[1,3]", "evaluate_sweeps")
     ran = [line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage 'sweep_")]
     assert ran == ["sweep_depth@depth-3"], done.stdout
@@ -247,8 +249,9 @@ def test_queued_experiments_run_in_parallel(jax_repo):
         time.sleep(5)
     assert "Failed" not in status, status
     assert status.count("Success") == 2, status
-    accuracies = {}
+    losses = {}
     for name in ("lr-0p01", "lr-0p003"):
         diff = json.loads(run(repo, "dvc", "metrics", "diff", "HEAD", name, "--json").stdout)
-        accuracies[name] = diff["metrics/summary.json"]["batch_mini.accuracy.mean"]["new"]
-    assert accuracies["lr-0p01"] != accuracies["lr-0p003"]
+        # The test loss: on 360 test images two learning rates can tie on mean accuracy.
+        losses[name] = diff["metrics/summary.json"]["batch_mini.loss.mean"]["new"]
+    assert losses["lr-0p01"] != losses["lr-0p003"]
