@@ -8,14 +8,14 @@ Everything runs in a fresh clone of HEAD in a temporary folder, on the same data
 2. three no-op `dvc repro` runs;
 3. `dvc exp run -S optimizer=sgd` from the finished study (only what inherits `optimizer`
    re-trains: 3 of the variants, the sweep points over the base optimizer, the open set);
-4. the base study with one seed, forced: the variants, Hyperband, the tuned network and the
-   evaluations (`dvc repro summarize`), the study that issue #7 timed;
+4. the study with one seed, forced up to `dvc repro summarize`: the variants, the sweep points,
+   Hyperband, the tuned network and the evaluations (not the open set and probes);
 5. the 14 variants the peer trains, one seed each, on TensorFlow (`fit`), on JAX (`fit`) and on
    JAX (`compiled`): the sum of their train@ stages, start-up included;
 6. the peer, `../shared/peers/seed_style_study.py`, run as it is (TensorFlow, one process): its
    own printed total.
 Ratios are the peer's seconds over ours. Targets (2 cores): the 14 variants >= 6x faster than the
-peer on the default backend and >= 2x on TensorFlow; the base study (one seed) <= 5 min; the whole
+peer on the default backend and >= 2x on TensorFlow; the study up to summarize (one seed) <= 5 min; the whole
 default study <= 20 min; `-S optimizer=sgd` <= 1/3 of re-training every variant; a no-op `dvc
 repro` <= 3 s.
 """
@@ -40,7 +40,7 @@ PEER = ROOT.parent / "shared" / "peers" / "seed_style_study.py"
 TARGETS = {
     "variants_speedup_default": 6.0,      # peer / 14 variants on the default backend and loop
     "variants_speedup_tensorflow": 2.0,   # peer / 14 variants on TensorFlow
-    "base_study_one_seed_seconds": 5 * 60,  # issue #7's study: variants, Hyperband, tuned network, evaluation
+    "base_study_one_seed_seconds": 5 * 60,  # one seed, up to summarize (variants, sweeps, Hyperband, final)
     "study_seconds": 20 * 60,             # the whole default study: 3 seeds, sweeps, open set, probes
     "exp_sgd_share": 1 / 3,               # -S optimizer=sgd vs re-training every variant
     "noop_seconds": 3.0,
@@ -125,8 +125,9 @@ def main() -> None:
         subprocess.run(["git", "checkout", "--", "."], cwd=repo, check=True)
         subprocess.run(["dvc", "checkout", "-q"], cwd=repo, env=env, check=True)
 
-        # The study as the peer runs it and as issue #7 timed it: the variants (one seed each),
-        # Hyperband, the tuned network and the evaluations, without the later sweeps and probes.
+        # The study with one seed, forced up to `summarize`: the variants, Hyperband, the tuned
+        # network and the evaluations, and (summarize reads every run's DVCLive folder under
+        # metrics/train/, the sweep points' too) the sweep points; not the open set and probes.
         set_params(repo, seeds=[1])
         base_study, base_stages, _ = timed(["dvc", "repro", "--no-run-cache", "--force", "summarize"], repo, env)
         subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, check=True)
