@@ -70,6 +70,15 @@ def trained(output: str) -> set[str]:
             if line.startswith("Running stage 'train@")}
 
 
+def restore(repo: Path) -> None:
+    """Back to the committed study after an experiment: tracked files, then the untracked files an
+    experiment left in output folders (e.g. metrics/train/<variant>/seed_4 after `-S seeds=[4,5,6]`,
+    which would make the committed stage look changed), then DVC's cached outputs."""
+    run(repo, "git", "checkout", "--", ".")
+    run(repo, "git", "clean", "-fdq")
+    run(repo, "dvc", "checkout", "-q")
+
+
 def make_repo(folder: Path, backend: str) -> Path:
     for name in PROJECT_FILES:
         source = ROOT / name
@@ -195,7 +204,7 @@ def test_other_backend_passes_the_gate(repo):
 
 def test_exp_run_retrains_only_the_variants_a_base_key_reaches(jax_repo):
     repo = jax_repo
-    run(repo, "git", "checkout", "--", ".")
+    restore(repo)
     done = run(repo, "dvc", "exp", "run", "-n", "what-if-sgd", "-S", "optimizer=sgd", "summarize")
     # batch_mini inherits `optimizer`; sgd_mean10 and rmsprop_l1_dropout set their own.
     assert trained(done.stdout) == {"batch_mini"}, done.stdout
@@ -209,38 +218,33 @@ def test_exp_run_retrains_only_the_variants_a_base_key_reaches(jax_repo):
     run(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_out")
     page = (repo / "plots_out" / "index.html").read_text()
     assert "batch_mini" in page and "confusion" in page
-    run(repo, "git", "checkout", "--", ".")
-    run(repo, "dvc", "checkout", "-q")
+    restore(repo)
 
 
 def test_gate_fails_a_real_regression_and_passes_other_seeds(jax_repo):
     repo = jax_repo
-    run(repo, "git", "checkout", "--", ".")
+    restore(repo)
     run(repo, "dvc", "exp", "run", "-S", "+variants.batch_mini.epochs=1", "summarize")
     regression = run(repo, "python", "-m", "nnstudy.check", check=False)
     assert regression.returncode == 1, regression.stdout + regression.stderr
     assert "check: FAIL" in regression.stdout and "batch_mini" in regression.stdout.splitlines()[-1]
-    run(repo, "git", "checkout", "--", ".")
-    run(repo, "dvc", "checkout", "-q")
+    restore(repo)
     run(repo, "dvc", "exp", "run", "-S", "seeds=[4,5,6]", "summarize")
     noise = run(repo, "python", "-m", "nnstudy.check", check=False)
     assert noise.returncode == 0, noise.stdout + noise.stderr
     assert "check: PASS" in noise.stdout
-    run(repo, "git", "checkout", "--", ".")
-    run(repo, "dvc", "checkout", "-q")
+    restore(repo)
 
 
 def test_adding_a_sweep_value_trains_only_that_value(jax_repo):
     repo = jax_repo
-    run(repo, "git", "checkout", "--", ".")
-    run(repo, "dvc", "checkout", "-q")
+    restore(repo)
     done = run(repo, "dvc", "exp", "run", "-S", "sweeps.depth=[1,3]", "evaluate_sweeps")
     ran = [line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage 'sweep_")]
     assert ran == ["sweep_depth@depth-3"], done.stdout
     sweeps = strict_json(repo / "metrics" / "sweeps.json")
     assert set(sweeps["depth"]) == {"1", "3"} and sweeps["depth"]["3"]["parameters"] > sweeps["depth"]["1"]["parameters"]
-    run(repo, "git", "checkout", "--", ".")
-    run(repo, "dvc", "checkout", "-q")
+    restore(repo)
 
 
 def test_queued_experiments_run_in_parallel(jax_repo):
