@@ -4,7 +4,8 @@
     python -m nnstudy.check --baseline main --tolerance 1.0 --family-alpha 0.05
 
 Reads metrics/summary.json at both revisions (through DVC): per variant and for `final` (the
-tuned network) the spread of test accuracy over the training seeds and the `diverged` flag.
+tuned network) the spread of test accuracy over the training seeds and the `diverged` flag; and
+the same for every run of the transfer study (metrics/transfer/summary.json), where it exists.
 
 A variant fails (exit 1) when its mean accuracy drops by more than its noise band, when its
 `diverged` flag flips either way, or when it disappears. A variant whose baseline diverged is
@@ -35,11 +36,12 @@ from typing import Any
 from scipy import stats as scipy_stats
 
 from nnstudy.compare import FINAL, SUMMARY_METRICS, WORKSPACE, markdown_table, metrics_by_rev, need_file
-from nnstudy.core import params
+from nnstudy.core import params, paths
 from nnstudy.core.errors import StudyError, run_stage
 from nnstudy.core.jsonio import as_number
 
 FAMILY_ALPHA = 0.05
+TRANSFER_METRICS = str(paths.TRANSFER_SUMMARY)  # "metrics/transfer/summary.json"
 PASSING = ("ok", "improved", "new")
 EPSILON = 1e-9  # a drop of exactly the band passes, whatever float rounding says
 
@@ -246,6 +248,15 @@ def parse_summary(content: dict[str, Any]) -> Summary:
     return {name: parse_entry(name, raw) for name, raw in content.items()}
 
 
+def revision_summary(files: dict, rev: str) -> Summary:
+    """The MLP study's entries and, where the revision has it, every run of the transfer study."""
+    entries = parse_summary(need_file(files, rev, SUMMARY_METRICS))
+    transfer = files.get(rev, {}).get(TRANSFER_METRICS)
+    if isinstance(transfer, dict) and isinstance(transfer.get("runs"), dict):
+        entries |= {name: parse_entry(name, raw) for name, raw in transfer["runs"].items()}
+    return entries
+
+
 # --- command line ---
 
 def points(text: str) -> float:
@@ -279,7 +290,7 @@ def main() -> None:
     tolerance = params.load().check_tolerance if args.tolerance is None else args.tolerance
     files = metrics_by_rev([args.baseline])
     # A missing summary is an input error (exit 2), not a regression.
-    baseline, current = (parse_summary(need_file(files, rev, SUMMARY_METRICS)) for rev in (args.baseline, WORKSPACE))
+    baseline, current = (revision_summary(files, rev) for rev in (args.baseline, WORKSPACE))
     rows = gate(baseline, current, tolerance, args.family_alpha)
     print(f"Mean test accuracy over seeds: workspace vs {args.baseline} "
           f"(tolerance {tolerance:g} points, family alpha {args.family_alpha:g})\n")

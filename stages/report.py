@@ -4,7 +4,7 @@ import pandas as pd
 
 from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
-from nnstudy.core.jsonio import read_json
+from nnstudy.core.jsonio import read_json, read_text
 from nnstudy.report.markdown import study_markdown, tuning_markdown, variant_table
 from nnstudy.report.plots import learning_curves, save, sweep_axis, variant_comparison, weight_violins
 from nnstudy.report.sections import (
@@ -68,6 +68,8 @@ def main() -> None:
                           paths.FIGURES_DIR / "nondigit" / "confidence.png"),
         dreams_markdown(read_json(paths.METRICS_DIR / "dreams.json"),
                         paths.FIGURES_DIR / "dreams" / f"{study.probing.network}.png", splits["num_classes"]),
+        # The transfer study's section, written by its own summarize stage.
+        read_text(paths.TRANSFER_REPORT),
     ])
     (paths.REPORT_DIR / "report.md").write_text(markdown, encoding="utf-8")
     print(f"report: {paths.REPORT_DIR / 'report.md'} ({len(table)} variants x {len(study.seeds)} seeds)")

@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 
 from nnstudy.check import (
-    band_points, format_table, gate, noise_model, notes, parse_summary, summary,
+    TRANSFER_METRICS, band_points, format_table, gate, noise_model, notes, parse_summary, revision_summary, summary,
 )
 from nnstudy.compare import FINAL, SUMMARY_METRICS, format_comparison
 from nnstudy.core.errors import StudyError
@@ -247,3 +247,15 @@ def test_cli_passes_noise_fails_regression_and_rejects_unknown_baseline(tmp_path
     (tmp_path / SUMMARY_METRICS).unlink()
     missing = run(sys.executable, "-m", "nnstudy.check")
     assert missing.returncode == 2 and f"{SUMMARY_METRICS}: missing in the workspace" in missing.stderr
+
+
+def test_transfer_runs_join_the_gate_where_the_revision_has_them():
+    transfer = {"reference": "transfer_partial_10", "runs": {"transfer_partial_10": entry(0.72, std=0.01)}}
+    old = {"HEAD": {SUMMARY_METRICS: study()}}
+    new = {"workspace": {SUMMARY_METRICS: study(),
+                         TRANSFER_METRICS: {**transfer, "runs": {"transfer_partial_10": entry(0.60, std=0.01)}}}}
+    before = revision_summary(old, "HEAD")
+    assert "transfer_partial_10" not in before  # an older revision without the transfer study
+    assert verdicts(gate(before, revision_summary(new, "workspace"), 0.5))["transfer_partial_10"] == "new"
+    baseline = revision_summary({"HEAD": {SUMMARY_METRICS: study(), TRANSFER_METRICS: transfer}}, "HEAD")
+    assert failed(gate(baseline, revision_summary(new, "workspace"), 0.5)) == ["transfer_partial_10"]

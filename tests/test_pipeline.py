@@ -45,6 +45,12 @@ def small_params(backend: str) -> dict:
     raw["probing"]["nondigit_samples"] = 50
     raw["probing"]["openset"]["epochs"] = 10
     raw["probing"]["dreams"].update(steps=20)
+    # The transfer study on the 8x8 digits: every arm at 5 labels per class, one sweep point, a
+    # one-model zoo (the full zoo is measured by the default study, not by the tests).
+    raw["transfer"].update(input_size=8, labels=[5], val_per_class=10, epochs=4, patience=1)
+    raw["transfer"]["pretrain"].update(epochs=2)
+    raw["transfer"]["sweeps"] = {"unfreeze": [1.0]}
+    raw["transfer"]["zoo"].update(models=["cnn_small"], steps=1, input_size=8)
     return raw
 
 
@@ -140,6 +146,32 @@ def test_repro_produces_every_output(repo):
         assert (repo / "report" / "figures" / figure).stat().st_size > 1000
 
 
+def test_repro_runs_the_transfer_study(repo):
+    summary = strict_json(repo / "metrics" / "transfer" / "summary.json")
+    assert summary["reference"] == "transfer_partial_5" and summary["arms"] == ["scratch", "frozen", "partial"]
+    runs = summary["runs"]
+    assert set(runs) == {"transfer_scratch_5", "transfer_frozen_5", "transfer_partial_5", "transfer_sweep_unfreeze_1.0"}
+    for name, entry in runs.items():
+        assert entry["accuracy"]["n"] == 3 and entry["training_examples"] == 5 * 5
+        assert all((repo / "models/transfer/runs" / name / f"seed_{s}.keras").stat().st_size > 0 for s in (1, 2, 3))
+    assert set(runs["transfer_scratch_5"]["phases"]) == {"scratch"}
+    assert set(runs["transfer_frozen_5"]["phases"]) == {"head"}
+    assert set(runs["transfer_partial_5"]["phases"]) == {"head", "fine_tune"}
+    pretrain = strict_json(repo / "metrics" / "transfer" / "pretrain.json")
+    assert pretrain["needed"] and pretrain["classes"] == ["0", "1", "2", "3", "4"]
+    assert all((repo / "models/transfer/source" / f"seed_{s}.weights.h5").exists() for s in (1, 2, 3))
+    comparisons = (repo / "results" / "transfer" / "comparisons.csv").read_text()
+    assert "transfer_scratch_5,transfer_frozen_5" in comparisons and "transfer_sweep_unfreeze_1.0" in comparisons
+    zoo = (repo / "results" / "transfer" / "zoo.csv").read_text().splitlines()
+    assert len(zoo) == 2 and zoo[1].startswith("cnn_small,cnn,")
+    section = (repo / "report" / "transfer.md").read_text()
+    assert section in (repo / "report" / "report.md").read_text()
+    assert "## Transfer learning" in section and "When does the pretrained base help?" in section
+    assert "### The model zoo" in section and "#### Share of the base unfrozen" in section
+    for figure in ("arms.png", "curves.png", "zoo.png", "confusion.png", "axis_unfreeze.png"):
+        assert (repo / "report" / "figures" / "transfer" / figure).stat().st_size > 1000
+
+
 def test_every_metrics_and_plots_file_is_strict_and_in_its_folder(repo):
     shown = json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout)
     files = [path for result in shown.values() for path in result.get("data", {})]
@@ -160,7 +192,7 @@ def test_forced_rerun_gives_byte_identical_results(repo):
     def snapshot():
         return {p.relative_to(repo): p.read_bytes() for folder in ("metrics", "plots", "results")
                 for p in (repo / folder).rglob("*")
-                if p.suffix in {".json", ".csv", ".tsv"} and "timing" not in p.parts}
+                if p.suffix in {".json", ".csv", ".tsv"} and "timing" not in p.parts and p.name != "zoo.csv"}
     before = snapshot()
     if "study-tensorflow" in repo.name:
         # TensorFlow's 6-10 s start-up per stage: force every stage that runs TensorFlow code of
@@ -173,14 +205,16 @@ def test_forced_rerun_gives_byte_identical_results(repo):
     assert len(before) > 40 and before.keys() == after.keys()
     assert [str(p) for p in before if before[p] != after[p]] == []
     # Wall-clock times change, and with them the report's fit-time columns and bars, and their hashes in dvc.lock.
-    timed = ("metrics/timing/", "report/report.md", "report/variants.csv", "report/figures/sweeps/", "dvc.lock")
+    timed = ("metrics/timing/", "report/report.md", "report/variants.csv", "report/figures/sweeps/", "dvc.lock",
+             "results/transfer/zoo.csv", "report/transfer.md", "report/figures/transfer/")
     changed = [line[3:] for line in run(repo, "git", "status", "--porcelain").stdout.splitlines()]
     assert changed and all(path.startswith(timed) for path in changed), changed
     # Every data and result hash in dvc.lock holds. (Saved models, weight archives and keras-tuner's
     # trial folder carry the time they were written: the same weights, another hash.)
     stamped = ("metrics/timing/", "models/", "results/weights", "tuner")
     def without_timing(lock: dict) -> dict:
-        lock["stages"].pop("report")
+        for timed_stage in ("report", "transfer_zoo", "transfer_summarize"):  # their reports show wall times
+            lock["stages"].pop(timed_stage)
         for stage in lock["stages"].values():
             for kind in ("deps", "outs"):
                 stage[kind] = [entry for entry in stage.get(kind, []) if not entry["path"].startswith(stamped)]
@@ -244,6 +278,18 @@ def test_adding_a_sweep_value_trains_only_that_value(jax_repo):
     assert ran == ["sweep_depth@depth-3"], done.stdout
     sweeps = strict_json(repo / "metrics" / "sweeps.json")
     assert set(sweeps["depth"]) == {"1", "3"} and sweeps["depth"]["3"]["parameters"] > sweeps["depth"]["1"]["parameters"]
+    restore(repo)
+
+
+def test_adding_a_transfer_sweep_value_trains_only_that_point(jax_repo):
+    repo = jax_repo
+    restore(repo)
+    done = run(repo, "dvc", "exp", "run", "-S", "transfer.sweeps.dropout=[0.5]", "transfer_summarize")
+    ran = [line.split("'")[1] for line in done.stdout.splitlines()
+           if line.startswith("Running stage 'transfer_") and "summarize" not in line and "settings" not in line]
+    assert ran == ["transfer_sweep_dropout@dropout-0.5"], done.stdout
+    runs = strict_json(repo / "metrics" / "transfer" / "summary.json")["runs"]
+    assert runs["transfer_sweep_dropout_0.5"]["recipe"]["dropout"] == 0.5
     restore(repo)
 
 

@@ -148,7 +148,10 @@ def _digits(cfg: DataParams) -> RawDataset:
 
 
 def download(url: str, dest: Path, sha256: str, timeout: float = 30) -> Path:
-    """Download url to dest, checking its SHA-256; dest is only ever a complete, verified file."""
+    """Download url to dest, checking its SHA-256; dest is only ever a complete, verified file.
+
+    A 32-digit checksum is taken as MD5: the only checksum Keras publishes for its ImageNet weights.
+    """
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -156,13 +159,14 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 30) -> Path:
         raise DataError(f"{dest.parent}: cannot write the download there ({error})") from None
     part = Path(name)
     try:
-        digest = hashlib.sha256()
+        algorithm = "md5" if len(sha256) == 32 else "sha256"
+        digest = hashlib.new(algorithm)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != sha256.lower():
-            raise DataError(f"download of {url} failed its checksum: expected sha256 {sha256.lower()}, "
+            raise DataError(f"download of {url} failed its checksum: expected {algorithm} {sha256.lower()}, "
                             f"got {digest.hexdigest()}")
         part.replace(dest)  # atomic on one file system: a crash never leaves half a file at dest
     except (OSError, ValueError, HTTPException) as error:  # URLError and timeouts are OSErrors
@@ -172,8 +176,8 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 30) -> Path:
     return dest
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _sha256(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with path.open("rb") as file:
         while chunk := file.read(1 << 20):
             digest.update(chunk)

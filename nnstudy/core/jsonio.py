@@ -39,6 +39,14 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({error}); run `dvc repro --force` to rewrite it") from None
 
 
+def read_text(path: Path) -> str:
+    """A text file another stage wrote; a missing one names itself and the fix."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; run `dvc repro` to produce it") from None
+
+
 def as_number(value: Any) -> float | None:
     """A metric as a float; DVCLive's "nan" string, NaN and non-numbers become None."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):

@@ -243,6 +243,7 @@ class Params:
     sweep_points: dict[str, SweepPoint]   # "sweep_<axis>_<value>" -> its point, each trained like a variant
     probing: ProbingParams
     check_tolerance: float
+    transfer: "TransferParams"   # the transfer-learning study (nnstudy.transfer.params)
 
 
 def boolean(key: str, value: Any) -> bool:
@@ -425,11 +426,14 @@ TOP_SCHEMA: dict[str, Check] = {
     "sweeps": lambda key, value: check_mapping(key, value, SWEEPS_SCHEMA),
     "probing": lambda key, value: check_mapping(key, value, PROBING_SCHEMA),
     "check": lambda key, value: check_mapping(key, value, {"tolerance": number(0.0)}),
+    "transfer": lambda key, value: value,  # checked by nnstudy.transfer.params
 }
 
 
 def parse(raw: Any) -> Params:
     """Validate the whole params tree; the first problem found raises ParamError."""
+    from nnstudy.transfer import params as transfer_params  # it builds on this module's checks
+
     top = check_mapping("", raw, TOP_SCHEMA)
     base = ModelParams(**{name: top[name] for name in MODEL_SCHEMA})
     check_formulation("", base)
@@ -491,6 +495,7 @@ def parse(raw: Any) -> Params:
         sweep_points=sweep_points(base, top["sweeps"]),
         probing=probing,
         check_tolerance=top["check"]["tolerance"],
+        transfer=transfer_params.parse(top["transfer"]),
     )
 
 

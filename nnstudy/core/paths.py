@@ -47,6 +47,48 @@ SWEEP_COMPARISONS = RESULTS_DIR / "stats" / "sweeps.csv"  # within each axis, th
 SUMMARY = METRICS_DIR / "summary.json"       # mean, spread and CI over seeds, per variant and the tuned network
 COMPARISONS = RESULTS_DIR / "stats" / "comparisons.csv"  # every tested difference with its p-values
 
+# --- The transfer-learning study (nnstudy.transfer): everything under a `transfer` folder.
+TRANSFER_DATA_DIR = Path("data/transfer")                # the source and target tasks (DVC-cached)
+TRANSFER_METRICS_DIR = METRICS_DIR / "transfer"
+TRANSFER_DATA_SUMMARY = TRANSFER_METRICS_DIR / "data.json"
+TRANSFER_SETTINGS_DIR = RESULTS_DIR / "transfer" / "settings"   # each run's effective settings
+TRANSFER_SOURCE_DIR = MODELS_DIR / "transfer" / "source"        # the pretrained base, per seed
+TRANSFER_PRETRAIN = TRANSFER_METRICS_DIR / "pretrain.json"
+TRANSFER_TRAIN_DIR = TRANSFER_METRICS_DIR / "train"             # one DVCLive folder per (run, seed)
+TRANSFER_RUNS_DIR = MODELS_DIR / "transfer" / "runs"
+TRANSFER_PREDICTIONS_DIR = RESULTS_DIR / "transfer" / "predictions"
+TRANSFER_CURVES_DIR = PLOTS_DIR / "transfer" / "curves"
+TRANSFER_SUMMARY = TRANSFER_METRICS_DIR / "summary.json"        # every run over seeds (the gate reads it)
+TRANSFER_COMPARISONS = RESULTS_DIR / "transfer" / "comparisons.csv"
+ZOO_TABLE = RESULTS_DIR / "transfer" / "zoo.csv"                 # the 13 models side by side
+CONFUSED_PAIRS = RESULTS_DIR / "transfer" / "confused_pairs.csv"
+TRANSFER_REPORT = REPORT_DIR / "transfer.md"                     # the report's transfer section
+TRANSFER_FIGURES = FIGURES_DIR / "transfer"
+
+
+def transfer_settings_file(run: str) -> Path:
+    return TRANSFER_SETTINGS_DIR / f"{run}.json"
+
+
+def source_weights_file(seed: int) -> Path:
+    return TRANSFER_SOURCE_DIR / f"{seed_name(seed)}.weights.h5"
+
+
+def transfer_model_file(run: str, seed: int) -> Path:
+    return TRANSFER_RUNS_DIR / run / f"{seed_name(seed)}.keras"
+
+
+def transfer_live_dir(run: str, seed: int) -> Path:
+    return TRANSFER_TRAIN_DIR / run / seed_name(seed)
+
+
+def transfer_predictions_file(run: str) -> Path:
+    return TRANSFER_PREDICTIONS_DIR / f"{run}.csv"
+
+
+def transfer_curve_file(metric: str, run: str) -> Path:
+    return TRANSFER_CURVES_DIR / metric / f"{run}.csv"
+
 
 def prepared_split(split: str) -> Path:
     return PREPARED_DIR / f"{split}.npz"

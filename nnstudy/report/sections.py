@@ -29,12 +29,12 @@ def sweep_table(points: dict) -> pd.DataFrame:
     } for value, p in points.items()])
 
 
-def axis_finding(axis: str, table: pd.DataFrame, comparisons: pd.DataFrame) -> str:
+def axis_finding(axis: str, table: pd.DataFrame, comparisons: pd.DataFrame, label: str | None = None) -> str:
     """'Depth: test accuracy is highest at 2 hidden layers (97.1 ± 0.3 %) ...; the best value is
     significantly better than 4 of the 6 others (...), within noise of 2, 3.'"""
     ranked = table.dropna(subset=["accuracy_mean"]).sort_values("accuracy_mean", ascending=False)
     best, worst = ranked.iloc[0], ranked.iloc[-1]
-    label = AXIS_LABELS.get(axis, axis)
+    label = label or AXIS_LABELS.get(axis, axis)
     better, noise = [], []
     for _, row in ranked.iloc[1:].iterrows():
         tested = pair_row(comparisons, best["point"], row["point"])

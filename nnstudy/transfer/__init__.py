@@ -1,0 +1,1 @@
+"""The transfer-learning study: CNNs from scratch vs pretrained bases."""

@@ -1,0 +1,80 @@
+"""Stage transfer_train@<arm>-<labels> and transfer_sweep_<axis>@...: train one transfer run, once
+per seed, and test each network on the target test set.
+
+    python -m stages.transfer_train transfer_partial_10
+
+Its inputs are the tasks (data/transfer), the source network and results/transfer/settings/<run>.json.
+"""
+
+import argparse
+import time
+
+from nnstudy.core import backend, paths
+from nnstudy.core.errors import run_stage
+from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.transfer.params import recipe_from_settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a transfer run: transfer_<arm>_<labels> or transfer_sweep_<axis>_<value>")
+    run = parser.parse_args().run
+    settings = read_json(paths.transfer_settings_file(run))
+    recipe = recipe_from_settings(settings)
+
+    backend.activate(settings["backend"])
+    import numpy as np
+    import pandas as pd
+
+    from nnstudy.evaluation.metrics import predicted_labels
+    from nnstudy.training.loop import Progress, epoch_logger, learning_curves, open_live
+    from nnstudy.training.models import enable_determinism
+    from nnstudy.core.jsonio import make_strict
+    from nnstudy.transfer.data import load_task
+    from nnstudy.transfer.evaluate import run_metrics, target_task
+    from nnstudy.transfer.models import imagenet_weights
+    from nnstudy.transfer.training import train_recipe
+
+    task, test, names = target_task(load_task(paths.TRANSFER_DATA_DIR), recipe, settings["subset_seed"],
+                                    settings["val_per_class"])
+    imagenet = imagenet_weights(recipe.model, recipe.input_size) if recipe.weights == "imagenet" else None
+    histories, predictions, fit_seconds, startup = [], {"label": test.y}, {}, None
+    for seed in settings["seeds"]:
+        enable_determinism(seed)
+        live = open_live(paths.transfer_live_dir(run, seed))
+        startup = startup or time.time() - backend.process_start()
+        result = train_recipe(
+            recipe, task, base_weights=paths.source_weights_file(seed) if recipe.weights == "source" else None,
+            imagenet=imagenet, augmentations=tuple(settings["augmentations"]), factor=settings["augment_factor"],
+            log=epoch_logger(live, Progress(f"{run} seed {seed}", recipe.epochs)))
+        proba = np.asarray(result.network.predict(test.x_float, batch_size=256, verbose=0), dtype=np.float64)
+        metrics = run_metrics(test.y, proba)
+        for name, value in metrics.items():
+            live.summary[name] = value
+        live.summary["diverged"] = result.diverged
+        live.summary["phases"] = {p.name: {"epochs_run": p.epochs_run, "kept_epoch": p.kept_epoch,
+                                           "trainable_weights": p.trainable_weights,
+                                           "unfrozen_layers": p.unfrozen_layers} for p in result.phases}
+        live.summary["training_examples"] = len(task.x_train)
+        live.summary["parameters"] = result.network.count_params()
+        live.make_summary()
+        live.end()
+        make_strict(paths.transfer_live_dir(run, seed))
+        result.network.save(paths.writable(paths.transfer_model_file(run, seed)))
+        histories.append(result.history)
+        predictions[paths.seed_name(seed)] = predicted_labels(proba)
+        fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
+        phases = ", ".join(f"{p.name} {p.epochs_run} epochs (kept {p.kept_epoch})" for p in result.phases)
+        print(f"{run} seed {seed}: {phases}; test accuracy {metrics['accuracy']:.4f}, {result.fit_seconds:.1f} s")
+
+    pd.DataFrame(predictions).to_csv(paths.writable(paths.transfer_predictions_file(run)), index=False)
+    for metric, table in learning_curves(histories).items():
+        table.to_csv(paths.writable(paths.transfer_curve_file(metric, run)), index=False)
+    write_json(paths.timing_file(run), {
+        "fit_seconds": fit_seconds, "startup_seconds": round(startup, 2),
+        "stage_seconds": round(time.time() - backend.process_start(), 2),
+    })
+
+
+if __name__ == "__main__":
+    run_stage(main)
