@@ -49,7 +49,7 @@ def small_params(backend: str) -> dict:
     # one-model zoo (the full zoo is measured by the default study, not by the tests).
     raw["transfer"].update(input_size=8, labels=[5], val_per_class=10, epochs=4, patience=1)
     raw["transfer"]["pretrain"].update(epochs=2)
-    raw["transfer"]["sweeps"] = {"unfreeze": [1.0]}
+    raw["transfer"]["sweeps"] = {axis: [] for axis in raw["transfer"]["sweeps"]} | {"unfreeze": [1.0]}
     raw["transfer"]["zoo"].update(models=["cnn_small"], steps=1, input_size=8)
     return raw
 

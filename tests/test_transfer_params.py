@@ -14,6 +14,7 @@ from nnstudy.transfer.params import APPLICATIONS, MIN_INPUT_SIZE, MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+NO_SWEEPS = {axis: [] for axis in transfer_params.SWEEP_AXES}
 
 
 def transfer_with(edit) -> transfer_params.TransferParams:
@@ -38,8 +39,8 @@ def test_shipped_transfer_study_is_the_offline_digits_experiment():
 
 
 def test_run_names_follow_dvc_stage_values():
-    transfer = transfer_with(lambda t: t.update(labels=[5, "all"], sweeps={"augment": [True], "classes": [3],
-                                                                           "fine_tune_learning_rate": [1.0e-5]}))
+    transfer = transfer_with(lambda t: t.update(labels=[5, "all"], sweeps=NO_SWEEPS | {
+        "augment": [True], "classes": [3], "fine_tune_learning_rate": [1.0e-5]}))
     assert {"transfer_partial_5", "transfer_partial_all", "transfer_sweep_augment_true", "transfer_sweep_classes_3",
             "transfer_sweep_fine_tune_learning_rate_1e-05"} <= set(transfer.runs)
     assert transfer.runs["transfer_partial_all"].recipe.labels == 0
@@ -60,24 +61,24 @@ def test_settings_round_trip():
 def test_pretraining_is_needed_only_when_a_run_starts_from_the_source():
     transfer = transfer_with(lambda t: None)
     assert transfer_params.pretrain_settings(transfer, (1,), "jax")["needed"]
-    scratch_only = transfer_with(lambda t: t.update(weights="none", arms={"scratch": {}}, sweeps={}))
+    scratch_only = transfer_with(lambda t: t.update(weights="none", arms={"scratch": {}}, sweeps=NO_SWEEPS))
     assert not transfer_params.pretrain_settings(scratch_only, (1,), "jax")["needed"]
 
 
 @pytest.mark.parametrize("model", APPLICATIONS)
 def test_every_application_is_accepted_at_its_minimum_input_size(model):
     size = MIN_INPUT_SIZE[model]
-    transfer = transfer_with(lambda t: t.update(model=model, input_size=size, sweeps={}))
+    transfer = transfer_with(lambda t: t.update(model=model, input_size=size, sweeps=NO_SWEEPS))
     assert transfer.base.model == model and transfer.base.input_size == size
 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.update(model="resnet18"), r"transfer.model: 'resnet18' is not one of: cnn_small, .*inceptionv3"),
-    (lambda t: t.update(model="xception", input_size=32, sweeps={}),
+    (lambda t: t.update(model="xception", input_size=32, sweeps=NO_SWEEPS),
      r"transfer: input_size 32 is below xception's minimum of 71"),
-    (lambda t: t.update(model="inceptionv3", input_size=74, sweeps={}), r"below inceptionv3's minimum of 75"),
+    (lambda t: t.update(model="inceptionv3", input_size=74, sweeps=NO_SWEEPS), r"below inceptionv3's minimum of 75"),
     (lambda t: t.update(weights="imagenet"), r"weights 'imagenet' exist only for the Keras applications, not cnn_medium"),
-    (lambda t: t.update(model="vgg16", input_size=32, weights="imagenet", sweeps={}),
+    (lambda t: t.update(model="vgg16", input_size=32, weights="imagenet", sweeps=NO_SWEEPS),
      r"weights 'imagenet' need 3-channel photos; the digits study uses `source`"),
     (lambda t: t.update(source_classes=[]), r"weights 'source' pretrains on transfer.source_classes, which is empty"),
     (lambda t: t.update(target_classes=[4, 5]), r"source_classes and target_classes share \[4\]"),
@@ -100,6 +101,7 @@ def test_every_application_is_accepted_at_its_minimum_input_size(model):
     (lambda t: t["zoo"].update(models=["vgg19"]), r"transfer.zoo.models\[0\]: 'vgg19' is not one of"),
     (lambda t: t["zoo"].update(steps=0), r"transfer.zoo.steps: must be a whole number >= 1, got 0"),
     (lambda t: t["pretrain"].pop("epochs"), r"transfer.pretrain: missing key\(s\): epochs"),
+    (lambda t: t["sweeps"].pop("dropout"), r"transfer.sweeps: missing key\(s\): dropout"),
     (lambda t: t["arms"].update(big={"model": "cnn_large"}),
      r"transfer.arms.big: weights 'source' come from the pretrained cnn_medium"),
 ])

@@ -238,7 +238,8 @@ def parse(raw: Any) -> TransferParams:
             name = f"transfer_{arm}_{value_name('labels', labels)}"
             runs[name] = TransferRun(name, arm, None, None, recipe)
 
-    sweeps = check_mapping("transfer.sweeps", top["sweeps"] or {}, SWEEPS_SCHEMA, required=False)
+    # Every axis is named, [] for none: dvc.yaml's sweep stages read each list.
+    sweeps = check_mapping("transfer.sweeps", top["sweeps"], SWEEPS_SCHEMA)
     for axis, values in sweeps.items():
         for value in values:
             name = f"transfer_sweep_{axis}_{value_name(axis, value)}"

@@ -238,8 +238,9 @@ def transfer_markdown(summary: dict, comparisons: pd.DataFrame, data: dict, pret
                   format_markdown([axis, "run", "fit s / seed", "diverged seeds", "accuracy", "loss", "macro F1"], rows),
                   "", f"![sweep {axis}]({relative(figures[f'axis_{axis}'])})", ""]
     ref = runs[reference]
-    per_class = [[name, *(f"{ref['per_class'][name][m] * 100:.1f}" for m in ("precision", "recall", "f1"))]
-                 for name in ref["per_class"]]
+    names = target["classes"]  # per_class is keyed by the task's class index
+    per_class = [[names[int(k)], *(f"{ref['per_class'][k][m] * 100:.1f}" for m in ("precision", "recall", "f1"))]
+                 for k in sorted(ref["per_class"], key=int)]
     lines += [f"### Evaluation of `{reference}`", "",
               f"Per class (mean over seeds, %); top-5 accuracy {mean_ci(ref['top5_accuracy']) if ref.get('top5_accuracy') else 'not defined for 5 classes or fewer'}.", "",
               format_markdown(["class", "precision", "recall", "F1"], per_class), "",
