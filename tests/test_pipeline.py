@@ -24,8 +24,11 @@ PROJECT_FILES = ["nnstudy", "stages", "plots", "dvc.yaml", "params.yaml", ".dvci
                  "pyproject.toml", ".dvc/config"]
 VARIANTS = ["batch_mini", "sgd_mean10", "rmsprop_l1_dropout"]
 BACKENDS = {"jax": "compiled", "tensorflow": "fit"}
-TF_STAGES = ["train@batch_mini", "train@rmsprop_l1_dropout", "evaluate", "tune", "final", "evaluate_final",
-             "openset", "dreams"]
+# The stages with TensorFlow code of their own that the forced re-run repeats on TensorFlow: training
+# with dropout and L1, the tuner, early stopping, the dreams' gradient tape, and the transfer study's
+# two-phase fine-tuning with BatchNorm in inference mode. (Evaluation and the rest are the same
+# NumPy/scikit-learn code on both backends, re-run on JAX.)
+TF_STAGES = ["train@rmsprop_l1_dropout", "tune", "final", "dreams", "transfer_train@partial-5"]
 
 
 def small_params(backend: str) -> dict:
@@ -195,9 +198,7 @@ def test_forced_rerun_gives_byte_identical_results(repo):
                 if p.suffix in {".json", ".csv", ".tsv"} and "timing" not in p.parts and p.name != "zoo.csv"}
     before = snapshot()
     if "study-tensorflow" in repo.name:
-        # TensorFlow's 6-10 s start-up per stage: force every stage that runs TensorFlow code of
-        # its own (training with dropout and L1, evaluation, the tuner, early stopping, the open
-        # set, the dreams' gradient tape) and leave the backend-free rest to the JAX run.
+        # TensorFlow pays 6-10 s of start-up per stage: force the stages in TF_STAGES only.
         run(repo, "dvc", "repro", "--force", "--single-item", *TF_STAGES)
     else:
         run(repo, "dvc", "repro", "--force")
@@ -255,18 +256,14 @@ def test_exp_run_retrains_only_the_variants_a_base_key_reaches(jax_repo):
     restore(repo)
 
 
-def test_gate_fails_a_real_regression_and_passes_other_seeds(jax_repo):
+def test_gate_fails_a_real_regression(jax_repo):
+    """(That noise passes is shown by test_other_backend_passes_the_gate: other numbers, same study.)"""
     repo = jax_repo
     restore(repo)
     run(repo, "dvc", "exp", "run", "-S", "+variants.batch_mini.epochs=1", "summarize")
     regression = run(repo, "python", "-m", "nnstudy.check", check=False)
     assert regression.returncode == 1, regression.stdout + regression.stderr
     assert "check: FAIL" in regression.stdout and "batch_mini" in regression.stdout.splitlines()[-1]
-    restore(repo)
-    run(repo, "dvc", "exp", "run", "-S", "seeds=[4,5,6]", "summarize")
-    noise = run(repo, "python", "-m", "nnstudy.check", check=False)
-    assert noise.returncode == 0, noise.stdout + noise.stderr
-    assert "check: PASS" in noise.stdout
     restore(repo)
 
 
@@ -295,9 +292,9 @@ def test_adding_a_transfer_sweep_value_trains_only_that_point(jax_repo):
 
 def test_queued_experiments_run_in_parallel(jax_repo):
     repo = jax_repo
-    for rate in ("0.01", "0.003"):
-        run(repo, "dvc", "exp", "run", "--queue", "-n", f"lr-{rate.replace('.', 'p')}", "-S", f"learning_rate={rate}",
-            "summarize")
+    # `epochs` reaches the three variants only (the sweeps and the open set have their own epochs).
+    for epochs in ("6", "8"):
+        run(repo, "dvc", "exp", "run", "--queue", "-n", f"epochs-{epochs}", "-S", f"epochs={epochs}", "summarize")
     run(repo, "dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 480
     while time.monotonic() < deadline:
@@ -308,8 +305,8 @@ def test_queued_experiments_run_in_parallel(jax_repo):
     assert "Failed" not in status, status
     assert status.count("Success") == 2, status
     losses = {}
-    for name in ("lr-0p01", "lr-0p003"):
+    for name in ("epochs-6", "epochs-8"):
         diff = json.loads(run(repo, "dvc", "metrics", "diff", "HEAD", name, "--json").stdout)
-        # The test loss: on 360 test images two learning rates can tie on mean accuracy.
+        # The test loss: on 360 test images two settings can tie on mean accuracy.
         losses[name] = diff["metrics/summary.json"]["batch_mini.loss.mean"]["new"]
-    assert losses["lr-0p01"] != losses["lr-0p003"]
+    assert losses["epochs-6"] != losses["epochs-8"]

@@ -50,6 +50,7 @@ COMPARISONS = RESULTS_DIR / "stats" / "comparisons.csv"  # every tested differen
 # --- The transfer-learning study (nnstudy.transfer): everything under a `transfer` folder.
 TRANSFER_DATA_DIR = Path("data/transfer")                # the source and target tasks (DVC-cached)
 TRANSFER_METRICS_DIR = METRICS_DIR / "transfer"
+TRANSFER_TIMING_DIR = TIMING_DIR / "transfer"
 TRANSFER_DATA_SUMMARY = TRANSFER_METRICS_DIR / "data.json"
 TRANSFER_SETTINGS_DIR = RESULTS_DIR / "transfer" / "settings"   # each run's effective settings
 TRANSFER_SOURCE_DIR = MODELS_DIR / "transfer" / "source"        # the pretrained base, per seed
@@ -133,6 +134,10 @@ def curve_file(metric: str, name: str) -> Path:
 
 
 def timing_file(stage: str) -> Path:
+    """Wall-clock figures of a stage; the transfer study's in a folder of their own, so that its
+    summary can depend on them without depending on every MLP stage's timing."""
+    if stage.startswith("transfer_"):
+        return TRANSFER_TIMING_DIR / f"{stage.removeprefix('transfer_')}.json"
     return TIMING_DIR / f"{stage}.json"
 
 
