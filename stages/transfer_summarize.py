@@ -6,6 +6,7 @@ spread, CI), epochs per phase and diverged seeds. results/transfer/comparisons.c
 each other at every labels value, and every one-key change against the reference run.
 """
 
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -92,6 +93,7 @@ def main() -> None:
                "arms": list(arms), "arm_runs": arm_runs, "runs": runs}
     write_json(paths.TRANSFER_SUMMARY, summary)
 
+    shutil.rmtree(paths.TRANSFER_FIGURES, ignore_errors=True)  # a removed sweep axis leaves no stale figure
     figures = {"arms": paths.TRANSFER_FIGURES / "arms.png", "curves": paths.TRANSFER_FIGURES / "curves.png",
                "pairs": paths.TRANSFER_FIGURES / "confused_pairs.png", "zoo": paths.TRANSFER_FIGURES / "zoo.png"}
     save(arms_figure(arm_runs, runs, arms), figures["arms"])
