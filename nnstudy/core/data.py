@@ -114,12 +114,7 @@ def _mnist_sample(cfg: DataParams) -> RawDataset:
 
 
 def _mnist(cfg: DataParams) -> RawDataset:
-    dest = paths.cache_dir() / "mnist.npz"
-    if not (dest.is_file() and _sha256(dest) == cfg.mnist_sha256.lower()):
-        try:
-            download(cfg.mnist_url, dest, cfg.mnist_sha256)
-        except DataError as error:
-            raise DataError(f"{error}; {OFFLINE_HINT}") from None
+    dest = cached_download(cfg.mnist_url, paths.cache_dir() / "mnist.npz", cfg.mnist_sha256, OFFLINE_HINT)
     hint = "delete it to download it again"
     arrays = _read_npz(dest, ("x_train", "y_train", "x_test", "y_test"), hint)
     try:
@@ -147,11 +142,14 @@ def _digits(cfg: DataParams) -> RawDataset:
     return RawDataset(digits.images.astype(np.uint8), digits.target.astype(np.int64), None, None, cfg.dataset)
 
 
-def download(url: str, dest: Path, sha256: str, timeout: float = 30) -> Path:
-    """Download url to dest, checking its SHA-256; dest is only ever a complete, verified file.
+def _algorithm(checksum: str) -> str:
+    """A 32-digit checksum is MD5 (the only checksum Keras publishes for its ImageNet weights), else SHA-256."""
+    return "md5" if len(checksum) == 32 else "sha256"
 
-    A 32-digit checksum is taken as MD5: the only checksum Keras publishes for its ImageNet weights.
-    """
+
+def download(url: str, dest: Path, sha256: str | None, timeout: float = 30) -> Path:
+    """Download url to dest, checking its checksum (SHA-256, or MD5 for 32 digits; None: a file
+    nobody publishes a checksum for); dest is only ever a complete, verified file."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -159,13 +157,13 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 30) -> Path:
         raise DataError(f"{dest.parent}: cannot write the download there ({error})") from None
     part = Path(name)
     try:
-        algorithm = "md5" if len(sha256) == 32 else "sha256"
+        algorithm = _algorithm(sha256 or "")
         digest = hashlib.new(algorithm)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
-        if digest.hexdigest() != sha256.lower():
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
             raise DataError(f"download of {url} failed its checksum: expected {algorithm} {sha256.lower()}, "
                             f"got {digest.hexdigest()}")
         part.replace(dest)  # atomic on one file system: a crash never leaves half a file at dest
@@ -174,6 +172,16 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 30) -> Path:
     finally:
         part.unlink(missing_ok=True)
     return dest
+
+
+def cached_download(url: str, dest: Path, sha256: str | None, hint: str, timeout: float = 30) -> Path:
+    """dest if it is there and verifies, else download() it; a failure names `hint` (what to do instead)."""
+    if dest.is_file() and (sha256 is None or _sha256(dest, _algorithm(sha256)) == sha256.lower()):
+        return dest
+    try:
+        return download(url, dest, sha256, timeout)
+    except DataError as error:
+        raise DataError(f"{error}; {hint}") from None
 
 
 def _sha256(path: Path, algorithm: str = "sha256") -> str:

@@ -9,13 +9,16 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from nnstudy.core import paths
 from nnstudy.core.errors import ParamError
 from nnstudy.core.paths import FINAL
+
+if TYPE_CHECKING:  # imported at run time inside parse(): it builds on this module's checks
+    from nnstudy.transfer.params import TransferParams
 
 DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "digits")
 BACKENDS = ("jax", "tensorflow")

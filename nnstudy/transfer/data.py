@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from nnstudy.core import paths
-from nnstudy.core.data import SPLITS, PreparedData, _read_npz, _sha256, _stratified_split, _write_npz, download
+from nnstudy.core.data import SPLITS, PreparedData, _read_npz, _stratified_split, _write_npz, cached_download
 from nnstudy.core.errors import DataError
 
 CIFAR100_FILE = "cifar-100-python.tar.gz"
@@ -70,13 +70,8 @@ class TransferData:
 def fetch_cifar100(url: str, sha256: str, cache: Path | None = None) -> Path:
     """The CIFAR-100 python archive in the cache, downloaded and verified on first use."""
     dest = (cache or paths.cache_dir()) / CIFAR100_FILE
-    if dest.is_file() and _sha256(dest) == sha256.lower():
-        return dest
-    try:
-        return download(url, dest, sha256, timeout=CIFAR100_TIMEOUT)
-    except DataError as error:
-        raise DataError(f"{error}; CIFAR-100 needs internet once (161 MB, kept in {dest.parent}), "
-                        "or put a verified copy there; or set transfer.dataset: digits") from None
+    return cached_download(url, dest, sha256, f"CIFAR-100 needs internet once (161 MB, kept in {dest.parent}), "
+                           "or put a verified copy there; or set transfer.dataset: digits", CIFAR100_TIMEOUT)
 
 
 def read_cifar100(archive: Path) -> tuple[ImageSet, ImageSet, tuple[str, ...]]:

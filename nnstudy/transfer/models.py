@@ -17,8 +17,7 @@ import numpy as np
 from keras import layers
 
 from nnstudy.core import paths
-from nnstudy.core.errors import DataError
-from nnstudy.transfer.params import APPLICATIONS, CNNS, Recipe
+from nnstudy.transfer.params import CNNS, Recipe
 
 # Keras' constructor for each application (keras.applications.<name>).
 CONSTRUCTORS = {
@@ -158,43 +157,19 @@ def fold_efficientnet_rescaling(base: keras.Model) -> None:
 
 
 def imagenet_weights(model: str, input_size: int, table: dict | None = None, cache: Path | None = None) -> Path:
-    """The application's no-top ImageNet weights: downloaded once, verified, kept in the cache."""
-    from nnstudy.core.data import _sha256, download
+    """The application's no-top ImageNet weights: downloaded once, verified, kept in the cache.
+
+    MobileNetV2's files have no published checksum: they are downloaded as Keras itself does, and
+    Keras checks the layer shapes when it loads them.
+    """
+    from nnstudy.core.data import cached_download
 
     url, checksum = (table or IMAGENET_WEIGHTS)[model]
     if model == "mobilenetv2":
         url = url.format(rows=input_size if input_size in MOBILENET_ROWS else 224)
     dest = (cache or paths.cache_dir()) / "weights" / url.rsplit("/", 1)[-1]
-    algorithm = "md5" if checksum and len(checksum) == 32 else "sha256"
-    if dest.is_file() and (checksum is None or _sha256(dest, algorithm) == checksum.lower()):
-        return dest
-    hint = ("ImageNet weights need internet once; offline, use `transfer.weights: none` "
-            "(or `source` to pretrain here)")
-    try:
-        if checksum is None:
-            # Nothing to verify against: download as Keras itself does; Keras checks the layer shapes on load.
-            download_unverified(url, dest)
-        else:
-            download(url, dest, checksum, timeout=20)
-    except DataError as error:
-        raise DataError(f"{error}; {hint}") from None
-    return dest
-
-
-def download_unverified(url: str, dest: Path) -> None:
-    import shutil
-    import urllib.request
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_suffix(dest.suffix + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=20) as response, part.open("wb") as out:
-            shutil.copyfileobj(response, out)
-        part.replace(dest)
-    except (OSError, ValueError) as error:
-        raise DataError(f"download of {url} failed: {getattr(error, 'reason', error)}") from None
-    finally:
-        part.unlink(missing_ok=True)
+    return cached_download(url, dest, checksum, "ImageNet weights need internet once; offline, use "
+                           "`transfer.weights: none` (or `source` to pretrain here)", timeout=20)
 
 
 def augmentation(names: tuple[str, ...], factor: float) -> list[layers.Layer]:
