@@ -35,6 +35,8 @@ from pathlib import Path
 
 import yaml
 
+from nnstudy.core import paths
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 PEER = ROOT.parent / "shared" / "peers" / "seed_style_study.py"
@@ -158,7 +160,7 @@ def main() -> None:
 
         # The study with one seed, forced up to `summarize`: the variants, Hyperband, the tuned
         # network and the evaluations, and (summarize reads every run's DVCLive folder under
-        # metrics/train/, the sweep points' too) the sweep points; not the open set and probes.
+        # results/train/, the sweep points' too) the sweep points; not the open set and probes.
         set_params(repo, seeds=[1])
         base_study, base_stages, _ = timed(["dvc", "repro", "--no-run-cache", "--force", "summarize"], repo, env)
         subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, check=True)
@@ -170,10 +172,10 @@ def main() -> None:
             variants[name] = train_seconds({s: t for s, t in config_stages.items() if s not in NOT_IN_PEER})
             subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, check=True)
         # The last configuration run is the default one (jax_compiled): its online-learning figures.
-        timing = json.loads((repo / "metrics/timing/train_batch_online.json").read_text())
-        updates = json.loads((repo / "metrics/train/batch_online/seed_1/metrics.json").read_text())["weight_updates"]
+        timing = json.loads((repo / paths.timing_file("train_batch_online")).read_text())
+        updates = json.loads((repo / paths.train_live_dir("batch_online", 1) / "metrics.json").read_text())["weight_updates"]
         startup = {p.stem.removeprefix("train_"): json.loads(p.read_text()).get("startup_seconds")
-                   for p in sorted((repo / "metrics/timing").glob("train_*.json"))}
+                   for p in sorted((repo / paths.TIMING_DIR).glob("train_*.json"))}
 
     peer = run_peer(env)
     peer_total = peer.get("total_seconds")

@@ -38,7 +38,7 @@ def main() -> None:
         print(f"dreams seed {seed}: {dreamt['summary']['classes_won']} of {data.num_classes} classes won, "
               f"mean confidence {dreamt['summary']['mean_confidence']:.3f}")
 
-    write_json(paths.METRICS_DIR / "dreams.json", {
+    write_json(paths.DREAMS_RESULTS, {
         "network": name,
         "classes_won": spread([s["classes_won"] for s in summaries.values()], study.stats.confidence),
         "mean_confidence": spread([s["mean_confidence"] for s in summaries.values()], study.stats.confidence),

@@ -1,6 +1,6 @@
 """Stage evaluate: every variant's networks (one per seed) on the held-out test set.
 
-Writes metrics/evaluate.json (variant → seed → accuracy, loss, macro precision/recall/F1), each
+Writes results/evaluate.json (variant → seed → accuracy, loss, macro precision/recall/F1), each
 run's predicted labels (for the significance tests), confusion data for `dvc plots` (all seeds
 pooled) and a normalized confusion heat map per variant.
 """

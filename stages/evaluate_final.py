@@ -1,7 +1,7 @@
 """Stage evaluate_final: the tuned network (one per seed) on the test set, with every measure and figure.
 
 Metrics per seed (accuracy, loss, macro precision/recall/F1, macro one-vs-rest AUC) and per class
-(mean over seeds) go to metrics/final_evaluate.json; ROC and confusion data (seeds pooled) to
+(mean over seeds) go to results/final_evaluate.json; ROC and confusion data (seeds pooled) to
 `dvc plots`; the figures to report/figures/final/.
 """
 

@@ -1,13 +1,17 @@
 """Stage evaluate_sweeps: every sweep point (one network per seed) on the test set, axis by axis.
 
-metrics/sweeps.json: per axis and value, test accuracy, loss and macro F1 over seeds (mean,
-spread, CI), parameter count and diverged seeds (fit times stay in metrics/timing/). results/stats/sweeps.csv: within each
-axis, the best value against every other (exact McNemar per seed, Welch across seeds, Holm).
+results/sweeps.json: per axis and value, test accuracy, loss and macro F1 over seeds (mean,
+spread, CI), validation accuracy, parameter count and diverged seeds (fit times stay in
+results/timing/). metrics/sweeps.json: the headline, each axis's best value (picked on validation
+accuracy) and its test accuracy. results/stats/sweeps.csv: within each axis, that best value
+against every other. plots/overlays/sweeps/<axis>.csv: the points' validation curves, one chart per axis.
 """
 
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.evaluation.headline import best_point, sweeps_headline
+from nnstudy.report.overlays import write_overlay
 
 
 def main() -> None:
@@ -25,7 +29,8 @@ def main() -> None:
     for name, point in study.sweep_points.items():
         probas = predict_runs(name, study.seeds, test)
         runs = per_seed_metrics(test.labels, probas, point.model)
-        diverged = [read_json(paths.train_live_dir(name, s) / "metrics.json")["diverged"] for s in study.seeds]
+        live = [read_json(paths.train_live_dir(name, s) / "metrics.json") for s in study.seeds]
+        diverged = [run["diverged"] for run in live]
         result.setdefault(point.axis, {})[str(point.value)] = {
             "point": name,
             "parameters": load_network(paths.model_file(name, study.seeds[0])).count_params(),
@@ -33,14 +38,18 @@ def main() -> None:
             "diverged": sum(diverged) > len(diverged) / 2,
             **{m: spread([run[m] for run in runs.values()], study.stats.confidence)
                for m in ("accuracy", "loss", "f1_macro")},
+            "val_accuracy": spread([run["eval"]["accuracy"] for run in live], study.stats.confidence),
         }
         predictions[name] = {seed: predicted_labels(p) for seed, p in probas.items()}
         accuracies[name] = {seed: runs[paths.seed_name(seed)]["accuracy"] for seed in study.seeds}
         print(f"{name}: test accuracy {result[point.axis][str(point.value)]['accuracy']['mean']:.4f}")
     for axis, points in result.items():
-        best = max(points.values(), key=lambda p: p["accuracy"]["mean"] if p["accuracy"]["mean"] is not None else -1)
+        best = points[best_point(points) or next(iter(points))]
         pairs += [(axis, best["point"], p["point"]) for p in points.values() if p is not best]
+        write_overlay(f"sweeps/{axis}", {f"{axis} {value}": paths.curve_file("accuracy", p["point"])
+                                        for value, p in points.items()})
     write_json(paths.SWEEPS_METRICS, result)
+    write_json(paths.SWEEPS_HEADLINE, sweeps_headline(result))
     compare(pairs, test.labels, predictions, accuracies, alpha=study.stats.alpha).to_csv(
         paths.writable(paths.SWEEP_COMPARISONS), index=False)
 

@@ -49,7 +49,7 @@ def main() -> None:
                for column in ("mean_confidence", "share_confident", "top_digit_share", "auroc")
                if kind != "digits" or column != "auroc"},
         }
-    write_json(paths.METRICS_DIR / "nondigit.json", result)
+    write_json(paths.NONDIGIT_RESULTS, result)
     print("nondigit: " + ", ".join(f"{k} {v['mean_confidence']['mean']:.2f}" for k, v in result["kinds"].items()))
 
 

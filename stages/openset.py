@@ -13,6 +13,7 @@ import numpy as np
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import write_json
+from nnstudy.evaluation.headline import openset_headline
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     runs = {}
     for seed in study.seeds:
         enable_determinism(seed)
-        live = open_live(paths.METRICS_DIR / "openset" / "train" / paths.seed_name(seed))
+        live = open_live(paths.OPENSET_TRAIN_DIR / paths.seed_name(seed))
         nondigit = probe_inputs(data, study.probing.nondigit_samples, seed, fashion)
         runs[seed] = run_openset(model, data, cfg.known, cfg.train_unknowns, cfg.tpr, seed, live,
                                  study.diverged_loss, study.loop, nondigit)
@@ -56,7 +57,8 @@ def main() -> None:
         # Every seed's scores pooled: one ROC curve per method for `dvc plots`.
         pooled = np.concatenate([run.scores[method] for run in runs.values()])
         roc_table(pooled, is_known).to_csv(paths.writable(paths.PLOTS_DIR / "openset" / f"{method}.csv"), index=False)
-    write_json(paths.METRICS_DIR / "openset.json", result)
+    write_json(paths.OPENSET_RESULTS, result)
+    write_json(paths.OPENSET_HEADLINE, openset_headline(result, METHODS))
     save(open_set_roc({m: paths.PLOTS_DIR / "openset" / f"{m}.csv" for m in METHODS}, result),
          paths.FIGURES_DIR / "openset" / "roc.png")
 

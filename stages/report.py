@@ -63,10 +63,10 @@ def main() -> None:
         study_markdown(study, table, splits, summary, comparisons, figures, comparison),
         tuning,
         sweeps_section(study),
-        openset_markdown(read_json(paths.METRICS_DIR / "openset.json"), paths.FIGURES_DIR / "openset" / "roc.png"),
-        nondigit_markdown(read_json(paths.METRICS_DIR / "nondigit.json"),
+        openset_markdown(read_json(paths.OPENSET_RESULTS), paths.FIGURES_DIR / "openset" / "roc.png"),
+        nondigit_markdown(read_json(paths.NONDIGIT_RESULTS),
                           paths.FIGURES_DIR / "nondigit" / "confidence.png"),
-        dreams_markdown(read_json(paths.METRICS_DIR / "dreams.json"),
+        dreams_markdown(read_json(paths.DREAMS_RESULTS),
                         paths.FIGURES_DIR / "dreams" / f"{study.probing.network}.png", splits["num_classes"]),
         # The transfer study's section, written by its own summarize stage.
         read_text(paths.TRANSFER_REPORT),

@@ -1,30 +1,39 @@
 """Stage summarize: spread over seeds and significance of every comparison the study makes.
 
-metrics/summary.json: per variant and the tuned network, the mean, std, min, max and a t-interval
-of test accuracy, loss and macro F1 over seeds, and how many seeds diverged (the regression gate
-reads this file). results/stats/comparisons.csv: every tested difference with its p-values.
+results/summary.json: per variant and the tuned network, the mean, std, min, max and a t-interval
+of test accuracy, loss and macro F1 over seeds (with the per-seed accuracies), and how many seeds
+diverged (the regression gate reads this file). metrics/study.json: the headline, accuracy and CI
+per network. results/stats/comparisons.csv: every tested difference with its p-values.
+plots/overlays/variants_{accuracy,loss}.csv: every network's validation curve, for one DVC chart.
 """
 
 from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.evaluation.headline import study_headline
 from nnstudy.evaluation.runs import load_predictions
 from nnstudy.evaluation.stats import best_variant, compare, spread
+from nnstudy.report.overlays import write_overlay
 
 MEASURES = ("accuracy", "loss", "f1_macro")
 
 
 def summarize(name: str, per_seed: dict, seeds: tuple[int, ...], confidence: float) -> dict:
     runs = [per_seed[paths.seed_name(seed)] for seed in seeds]
-    diverged = [read_json(paths.train_live_dir(name, seed) / "metrics.json")["diverged"] for seed in seeds]
+    live = [read_json(paths.train_live_dir(name, seed) / "metrics.json") for seed in seeds]
+    diverged = [run["diverged"] for run in live]
     entry = {
         "seeds": list(seeds),
         "diverged_seeds": sum(diverged),
         "diverged": sum(diverged) > len(seeds) / 2,
         **{measure: spread([run[measure] for run in runs], confidence) for measure in MEASURES},
     }
+    # Validation accuracy at the end of training: the best variant is picked on it, not on the test set.
+    entry["val_accuracy"] = spread([run["eval"]["accuracy"] for run in live], confidence)
+    # Per seed, in `seeds` order: the gate compares medians (one wild seed must not fail a run).
+    entry["accuracy"]["values"] = [run["accuracy"] for run in runs]
     if name == paths.FINAL:
-        kept = [read_json(paths.train_live_dir(name, seed) / "metrics.json")["kept_epoch"] for seed in seeds]
+        kept = [run["kept_epoch"] for run in live]
         entry["kept_epoch"] = spread(kept, confidence)
     return entry
 
@@ -61,6 +70,9 @@ def main() -> None:
                   for name in names}
     table = compare(pairs(study, summary), labels, predictions, accuracies, alpha=study.stats.alpha)
     table.to_csv(paths.writable(paths.COMPARISONS), index=False)
+    write_json(paths.STUDY_HEADLINE, study_headline(summary, int(table["significant"].sum())))
+    for metric in ("accuracy", "loss"):
+        write_overlay(f"variants_{metric}", {name: paths.curve_file(metric, name) for name in names})
     print(f"summarize: {len(names)} networks x {len(study.seeds)} seeds; {int(table['significant'].sum())} of "
           f"{len(table)} differences significant (Holm, alpha {study.stats.alpha:g})")
 

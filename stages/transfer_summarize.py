@@ -1,9 +1,11 @@
 """Stage transfer_summarize: every transfer run over its seeds, the comparisons, figures and the
 report's transfer section (report/transfer.md, which the report stage includes).
 
-metrics/transfer/summary.json: per run, test accuracy, loss, macro F1 and top-5 over seeds (mean,
-spread, CI), epochs per phase and diverged seeds. results/transfer/comparisons.csv: the arms against
-each other at every labels value, and every one-key change against the reference run.
+results/transfer/summary.json: per run, test accuracy, loss, macro F1 and top-5 over seeds (mean,
+spread, CI, and the per-seed accuracies), epochs per phase and diverged seeds (the gate reads it).
+metrics/transfer.json: the headline, each arm at each labels value. results/transfer/comparisons.csv:
+the arms against each other at every labels value, and every one-key change against the reference
+run. plots/overlays/transfer_arms.csv: the arms' validation curves, both phases, for one DVC chart.
 """
 
 import shutil
@@ -15,7 +17,9 @@ import pandas as pd
 from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.evaluation.headline import transfer_headline
 from nnstudy.evaluation.stats import compare, spread
+from nnstudy.report.overlays import write_overlay
 from nnstudy.report.plots import confusion_heatmap, save, sweep_axis
 from nnstudy.transfer.evaluate import confused_pairs, pooled_confusion
 from nnstudy.transfer.params import SWEEP_AXES, value_name
@@ -34,12 +38,15 @@ def summarize_run(name: str, settings: dict, confidence: float) -> dict:
     phases = {phase: {key: spread([r["phases"][phase][key] for r in runs], confidence)
                       for key in ("epochs_run", "kept_epoch")} for phase in runs[0]["phases"]}
     top5 = [r["top5_accuracy"] for r in runs]
+    accuracy = spread([r["accuracy"] for r in runs], confidence)
+    accuracy["values"] = [r["accuracy"] for r in runs]  # per seed: the gate compares medians
     return {
         "arm": settings["arm"], "axis": settings["axis"], "value": settings["value"], "recipe": settings["recipe"],
         "seeds": seeds, "training_examples": runs[0]["training_examples"], "parameters": runs[0]["parameters"],
         "diverged_seeds": sum(r["diverged"] for r in runs),
         "diverged": sum(r["diverged"] for r in runs) > len(runs) / 2,
-        **{m: spread([r[m] for r in runs], confidence) for m in MEASURES if m != "top5_accuracy"},
+        "accuracy": accuracy,
+        **{m: spread([r[m] for r in runs], confidence) for m in MEASURES if m not in ("accuracy", "top5_accuracy")},
         "top5_accuracy": None if None in top5 else spread(top5, confidence),
         "per_class": {c: {m: float(np.mean([r["per_class"][c][m] for r in runs])) for m in ("precision", "recall", "f1")}
                       for c in runs[0]["per_class"]},
@@ -92,6 +99,9 @@ def main() -> None:
     summary = {"dataset": transfer.dataset, "model": transfer.base.model, "reference": reference,
                "arms": list(arms), "arm_runs": arm_runs, "runs": runs}
     write_json(paths.TRANSFER_SUMMARY, summary)
+    write_json(paths.TRANSFER_HEADLINE, transfer_headline(arm_runs, runs))
+    write_overlay("transfer_arms", {run: paths.transfer_curve_file("accuracy", run)
+                                    for by_arm in arm_runs.values() for run in by_arm.values()})
 
     shutil.rmtree(paths.TRANSFER_FIGURES, ignore_errors=True)  # a removed sweep axis leaves no stale figure
     figures = {"arms": paths.TRANSFER_FIGURES / "arms.png", "curves": paths.TRANSFER_FIGURES / "curves.png",

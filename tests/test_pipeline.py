@@ -21,7 +21,7 @@ from nnstudy.check import gate, parse_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["nnstudy", "stages", "plots", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore",
-                 "pyproject.toml", ".dvc/config"]
+                 "pyproject.toml", ".dvc/config", ".dvc/plots"]
 VARIANTS = ["batch_mini", "sgd_mean10", "rmsprop_l1_dropout"]
 BACKENDS = {"jax": "compiled", "tensorflow": "fit"}
 # The stages with TensorFlow code of their own that the forced re-run repeats on TensorFlow: training
@@ -83,7 +83,7 @@ def trained(output: str) -> set[str]:
 
 def restore(repo: Path) -> None:
     """Back to the committed study after an experiment: tracked files, then the untracked files an
-    experiment left in output folders (e.g. metrics/train/<variant>/seed_4 after `-S seeds=[4,5,6]`,
+    experiment left in output folders (e.g. results/train/<variant>/seed_4 after `-S seeds=[4,5,6]`,
     which would make the committed stage look changed), then DVC's cached outputs."""
     run(repo, "git", "checkout", "--", ".")
     run(repo, "git", "clean", "-fdq")
@@ -126,17 +126,17 @@ def test_repro_produces_every_output(repo):
     for variant in VARIANTS:
         for seed in (1, 2, 3):
             assert (repo / "models" / "variants" / variant / f"seed_{seed}.keras").stat().st_size > 0
-            train = strict_json(repo / "metrics" / "train" / variant / f"seed_{seed}" / "metrics.json")
+            train = strict_json(repo / "results" / "train" / variant / f"seed_{seed}" / "metrics.json")
             assert train["epochs_run"] >= 1 and isinstance(train["diverged"], bool)
-        timing = strict_json(repo / "metrics" / "timing" / f"train_{variant}.json")
+        timing = strict_json(repo / "results" / "timing" / f"train_{variant}.json")
         assert timing["backend"] == settings["backend"] and timing["loop"] == settings["loop"]
         assert set(timing["fit_seconds"]) == {"seed_1", "seed_2", "seed_3"} and timing["startup_seconds"] > 0
-    summary = strict_json(repo / "metrics" / "summary.json")
+    summary = strict_json(repo / "results" / "summary.json")
     assert set(summary) == {*VARIANTS, "final"}
     assert summary["sgd_mean10"]["diverged"] is True and summary["batch_mini"]["diverged"] is False
     mini = summary["batch_mini"]["accuracy"]
     assert mini["n"] == 3 and mini["ci_low"] <= mini["mean"] <= mini["ci_high"] and 0.5 < mini["mean"] <= 1
-    final = strict_json(repo / "metrics" / "final_evaluate.json")
+    final = strict_json(repo / "results" / "final_evaluate.json")
     assert set(final["per_class_mean"]) == {str(k) for k in range(10)} and 0.5 < final["seed_1"]["auc_macro"] <= 1
     assert summary["final"]["kept_epoch"]["n"] == 3
     assert len(list((repo / "plots/final_evaluate/plots/sklearn/roc").glob("class_*.json"))) == 10
@@ -152,7 +152,7 @@ def test_repro_produces_every_output(repo):
 
 
 def test_repro_runs_the_transfer_study(repo):
-    summary = strict_json(repo / "metrics" / "transfer" / "summary.json")
+    summary = strict_json(repo / "results" / "transfer" / "summary.json")
     assert summary["reference"] == "transfer_partial_5" and summary["arms"] == ["scratch", "frozen", "partial"]
     runs = summary["runs"]
     expected = {"transfer_scratch_5", "transfer_frozen_5", "transfer_partial_5", "transfer_sweep_unfreeze_1.0"}
@@ -165,7 +165,7 @@ def test_repro_runs_the_transfer_study(repo):
     assert set(runs["transfer_scratch_5"]["phases"]) == {"scratch"}
     assert set(runs["transfer_frozen_5"]["phases"]) == {"head"}
     assert set(runs["transfer_partial_5"]["phases"]) == {"head", "fine_tune"}
-    pretrain = strict_json(repo / "metrics" / "transfer" / "pretrain.json")
+    pretrain = strict_json(repo / "results" / "transfer" / "pretrain.json")
     assert pretrain["needed"] and pretrain["classes"] == ["0", "1", "2", "3", "4"]
     assert all((repo / "models/transfer/source" / f"seed_{s}.weights.h5").exists() for s in (1, 2, 3))
     comparisons = (repo / "results" / "transfer" / "comparisons.csv").read_text()
@@ -182,11 +182,44 @@ def test_repro_runs_the_transfer_study(repo):
 
 def test_every_metrics_and_plots_file_is_strict_and_in_its_folder(repo):
     shown = json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout)
-    files = [path for result in shown.values() for path in result.get("data", {})]
-    assert files and all(path.startswith("metrics/") for path in files), files
+    files = {path: content["data"] for result in shown.values() for path, content in result.get("data", {}).items()}
+    assert set(files) == {"metrics/study.json", "metrics/sweeps.json", "metrics/openset.json", "metrics/transfer.json"}
+    def leaves(value) -> int:
+        return sum(map(leaves, value.values())) if isinstance(value, dict) else 1
+    # 3 variants + final (2 each), 3 study-wide, 5 sweep axes (2 each), 3 open-set methods, 3 transfer arms
+    assert leaves(files) == 4 * 2 + 3 + 5 * 2 + 3 + 3, files
+    assert files["metrics/study.json"]["batch_mini"]["acc"] > 0.5
     for path in repo.rglob("*.json"):
         if ".dvc" not in path.parts and "vendor" not in path.parts:
             strict_json(path)  # ROC thresholds included: DVCLive writes the first one as bare Infinity
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PLOT_CHARTS = 11  # dvc.yaml's top-level plots: variants x2, 5 sweep axes, transfer arms, open set, tuned ROC and confusion
+
+
+def rendered(page: Path) -> str:
+    """The page's DOM after its scripts ran, as a real browser renders it offline."""
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                           "--virtual-time-budget=30000", "--dump-dom", page.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_plots_page_renders_every_chart_offline_in_chromium(jax_repo):
+    repo = jax_repo
+    run(repo, "dvc", "plots", "show")
+    page = repo / "dvc_plots" / "index.html"
+    html = page.read_text()
+    assert html.count("vegaEmbed(") == PLOT_CHARTS
+    assert page.stat().st_size <= 3 * 2**20
+    dom = rendered(page)
+    errors = dom.split('<pre id="js-errors"', 1)[1].split("</pre>", 1)[0]
+    assert errors.startswith(" hidden") or errors.startswith(' hidden=""'), errors  # no script error
+    # vega-embed draws each chart into a <canvas> or an <svg class="marks"> inside its div.
+    assert dom.count('class="marks"') == PLOT_CHARTS, dom.count('class="marks"')
 
 
 def test_second_repro_does_nothing(repo):
@@ -211,13 +244,13 @@ def test_forced_rerun_gives_byte_identical_results(repo):
     assert len(before) > 40 and before.keys() == after.keys()
     assert [str(p) for p in before if before[p] != after[p]] == []
     # Wall-clock times change, and with them the report's fit-time columns and bars, and their hashes in dvc.lock.
-    timed = ("metrics/timing/", "report/report.md", "report/variants.csv", "report/figures/sweeps/", "dvc.lock",
+    timed = ("results/timing/", "report/report.md", "report/variants.csv", "report/figures/sweeps/", "dvc.lock",
              "results/transfer/zoo.csv", "report/transfer.md", "report/figures/transfer/")
     changed = [line[3:] for line in run(repo, "git", "status", "--porcelain").stdout.splitlines()]
     assert changed and all(path.startswith(timed) for path in changed), changed
     # Every data and result hash in dvc.lock holds. (Saved models, weight archives and keras-tuner's
     # trial folder carry the time they were written: the same weights, another hash.)
-    stamped = ("metrics/timing/", "models/", "results/weights", "tuner")
+    stamped = ("results/timing/", "models/", "results/weights", "tuner")
     def without_timing(lock: dict) -> dict:
         for timed_stage in ("report", "transfer_zoo", "transfer_summarize"):  # their reports show wall times
             lock["stages"].pop(timed_stage)
@@ -235,7 +268,7 @@ def test_other_backend_passes_the_gate(repo):
         pytest.skip("compared once, from the TensorFlow repo, against the JAX one")
     jax = next(repo.parent.glob("study-jax*"))
     # Both studies as committed (the experiment tests may have left the JAX workspace elsewhere).
-    ours, theirs = (parse_summary(json.loads(run(r, "git", "show", "HEAD:metrics/summary.json").stdout))
+    ours, theirs = (parse_summary(json.loads(run(r, "git", "show", "HEAD:results/summary.json").stdout))
                     for r in (repo, jax))
     for baseline, current in ((theirs, ours), (ours, theirs)):
         rows = gate(baseline, current, tolerance=0.5)
@@ -250,8 +283,11 @@ def test_exp_run_retrains_only_the_variants_a_base_key_reaches(jax_repo):
     assert trained(done.stdout) == {"batch_mini"}, done.stdout
     assert "Running stage 'tune'" not in done.stdout  # the search space did not change
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json").stdout)
-    change = diff["metrics/summary.json"]["batch_mini.accuracy.mean"]
+    # The headline leads: the retrained variant's accuracy, and nothing timed.
+    assert "batch_mini.acc" in diff["metrics/study.json"], diff
+    change = diff["metrics/study.json"]["batch_mini.acc"]
     assert change["new"] != change["old"]
+    assert not any("seconds" in key for changes in diff.values() for key in changes), diff
     params_diff = json.loads(run(repo, "dvc", "params", "diff", "--json").stdout)
     assert params_diff["params.yaml"]["optimizer"] == {"old": "adam", "new": "sgd"}
     assert "what-if-sgd" in run(repo, "dvc", "exp", "list", "--name-only").stdout.split()
@@ -278,7 +314,7 @@ def test_adding_a_sweep_value_trains_only_that_value(jax_repo):
     done = run(repo, "dvc", "exp", "run", "-S", "sweeps.depth=[1,3]", "evaluate_sweeps")
     ran = [line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage 'sweep_")]
     assert ran == ["sweep_depth@depth-3"], done.stdout
-    sweeps = strict_json(repo / "metrics" / "sweeps.json")
+    sweeps = strict_json(repo / "results" / "sweeps.json")
     assert set(sweeps["depth"]) == {"1", "3"} and sweeps["depth"]["3"]["parameters"] > sweeps["depth"]["1"]["parameters"]
     restore(repo)
 
@@ -290,7 +326,7 @@ def test_adding_a_transfer_sweep_value_trains_only_that_point(jax_repo):
     ran = [line.split("'")[1] for line in done.stdout.splitlines()
            if line.startswith("Running stage 'transfer_") and "summarize" not in line and "settings" not in line]
     assert ran == ["transfer_sweep_dropout@dropout-0.5"], done.stdout
-    runs = strict_json(repo / "metrics" / "transfer" / "summary.json")["runs"]
+    runs = strict_json(repo / "results" / "transfer" / "summary.json")["runs"]
     assert runs["transfer_sweep_dropout_0.5"]["recipe"]["dropout"] == 0.5
     restore(repo)
 
@@ -311,7 +347,9 @@ def test_queued_experiments_run_in_parallel(jax_repo):
     assert status.count("Success") == 2, status
     losses = {}
     for name in ("epochs-6", "epochs-8"):
-        diff = json.loads(run(repo, "dvc", "metrics", "diff", "HEAD", name, "--json").stdout)
-        # The test loss: on 360 test images two settings can tie on mean accuracy.
-        losses[name] = diff["metrics/summary.json"]["batch_mini.loss.mean"]["new"]
+        # The test loss (a detail, not a headline metric): on 360 test images two settings can tie on accuracy.
+        refs = run(repo, "git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
+        ref = next(r for r in refs if r.endswith(f"/{name}"))
+        summary = run(repo, "git", "show", f"{ref}:results/summary.json").stdout
+        losses[name] = json.loads(summary)["batch_mini"]["loss"]["mean"]
     assert losses["epochs-6"] != losses["epochs-8"]

@@ -11,7 +11,7 @@ from mlxtend.evaluate import mcnemar as mlxtend_mcnemar
 from statsmodels.stats.contingency_tables import mcnemar as statsmodels_mcnemar
 
 from nnstudy.evaluation.stats import (
-    COMPARE_COLUMNS, compare, holm, mcnemar_p, seedwise_mcnemar, series_finding, spread, welch_p,
+    COMPARE_COLUMNS, compare, holm, mcnemar_p, seeds_agree, seedwise_mcnemar, series_finding, spread, welch_p,
 )
 
 
@@ -114,7 +114,9 @@ def study():
     predictions = {"base": {1: base, 2: base}, "worse": {1: worse, 2: worse}, "same": {1: same, 2: same}}
     accuracies = {name: {seed: float(np.mean(p == y_true)) for seed, p in by_seed.items()}
                   for name, by_seed in predictions.items()}
+    accuracies["base"] = {1: 0.89, 2: 0.91}
     accuracies["worse"] = {1: 0.69, 2: 0.71}
+    accuracies["same"] = {1: 0.90, 2: 0.885}  # the seeds disagree in direction: within noise
     return y_true, predictions, accuracies
 
 
@@ -131,9 +133,27 @@ def test_compare_adjusts_each_test_over_the_table(study):
     assert table["welch_p_holm"].tolist() == pytest.approx(holm(welch))
     first = table.iloc[0]
     assert first["diff_points"] == pytest.approx((0.70 - 0.90) * 100)
+    assert table["seeds_agree"].tolist() == [True, False]
     assert table["significant"].tolist() == [True, False]
     assert table["verdict"].tolist() == ["significant", "within noise"]
     assert compare([], y_true, predictions, accuracies).empty
+
+
+def test_seeds_agree_needs_every_shared_seed_to_move_with_the_means():
+    assert seeds_agree({1: 0.9, 2: 0.91, 3: 0.92}, {1: 0.8, 2: 0.85, 3: 0.9})
+    assert not seeds_agree({1: 0.9, 2: 0.91, 3: 0.92}, {1: 0.8, 2: 0.85, 3: 0.95})
+    assert not seeds_agree({1: 0.9}, {2: 0.8})             # no shared seed
+    assert not seeds_agree({1: 0.9, 2: 0.8}, {1: 0.8, 2: 0.9})  # equal means: no direction
+
+
+def test_a_variant_against_itself_on_disjoint_seeds_is_within_noise():
+    """The seed as the unit: two draws of seeds of one variant come out 'within noise' (at about the
+    nominal rate: bench/gate_calibration.json counts it on the study's replicate seeds)."""
+    rng = np.random.default_rng(3)
+    draws = rng.normal(0.93, 0.005, size=(200, 6))
+    rejected = sum(welch_p(row[:3], row[3:]) < 0.05 and seeds_agree(dict(enumerate(row[:3])), dict(enumerate(row[3:])))
+                   for row in draws)
+    assert rejected / len(draws) <= 0.05
 
 
 # --- series_finding ---
@@ -145,7 +165,7 @@ def acc(mean: float, half: float | None = 0.005, diverged: bool = False) -> dict
 
 
 def steps_table(*rows: tuple[str, str, float, bool]) -> pd.DataFrame:
-    return pd.DataFrame([{"a": a, "b": b, "mcnemar_p_holm": p, "significant": sig} for a, b, p, sig in rows])
+    return pd.DataFrame([{"a": a, "b": b, "welch_p_holm": p, "significant": sig} for a, b, p, sig in rows])
 
 
 def test_series_finding_falls_with_significance_words():

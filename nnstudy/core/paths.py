@@ -1,9 +1,10 @@
 """Every file the pipeline reads or writes, relative to the repository root.
 
 DVC runs each stage from the root, and dvc.yaml names the same paths as deps and outs. Three
-top-level folders hold what is committed: `metrics/` (every file `dvc metrics` reads), `plots/`
-(every file `dvc plots` reads) and `results/` (the rest: settings, predictions, trial tables).
-`data/` and `models/` are DVC-cached outputs, out of git.
+top-level folders hold what is committed: `metrics/` (the few headline files `dvc metrics` and
+`dvc exp show` read: what a user compares), `plots/` (every file `dvc plots` reads) and `results/`
+(everything else: per-seed, per-class and per-epoch details, timings, settings, predictions, trial
+tables; the report and the gate read them). `data/` and `models/` are DVC-cached outputs, out of git.
 """
 
 import os
@@ -15,51 +16,61 @@ RAW_DATA = Path("data/raw/dataset.npz")
 PREPARED_DIR = Path("data/prepared")
 
 MODELS_DIR = Path("models")
-METRICS_DIR = Path("metrics")
+METRICS_DIR = Path("metrics")               # headline metrics only: each file one stage's few columns
 PLOTS_DIR = Path("plots")
 RESULTS_DIR = Path("results")
 REPORT_DIR = Path("report")
 FIGURES_DIR = REPORT_DIR / "figures"
 
-SPLITS_SUMMARY = METRICS_DIR / "data" / "splits.json"
+# Headline metrics (what `dvc exp show` / `dvc metrics diff` show): about 55 values in all.
+STUDY_HEADLINE = METRICS_DIR / "study.json"        # per variant and `final`: mean test accuracy, CI half-width
+SWEEPS_HEADLINE = METRICS_DIR / "sweeps.json"      # per sweep axis: the best value (on validation) and its accuracy
+OPENSET_HEADLINE = METRICS_DIR / "openset.json"    # AUROC per open-set method
+TRANSFER_HEADLINE = METRICS_DIR / "transfer.json"  # each transfer arm at each labels value
+
+SPLITS_SUMMARY = RESULTS_DIR / "data" / "splits.json"
 SETTINGS_DIR = RESULTS_DIR / "settings"      # each variant's effective settings: what its training depends on
-TRAIN_DIR = METRICS_DIR / "train"            # one DVCLive folder per (variant, seed)
-TIMING_DIR = METRICS_DIR / "timing"          # wall-clock figures, kept apart: never reproducible
+TRAIN_DIR = RESULTS_DIR / "train"            # one DVCLive folder per (variant, seed)
+TIMING_DIR = RESULTS_DIR / "timing"          # wall-clock figures, kept apart: never reproducible
 CURVES_DIR = PLOTS_DIR / "curves"            # learning curves, mean and spread over seeds
 SWEEP_CURVES_DIR = PLOTS_DIR / "sweeps"      # the sweep points' learning curves
 WEIGHTS_DIR = RESULTS_DIR / "weights"        # weights before/after training (DVC-cached)
 PREDICTIONS_DIR = RESULTS_DIR / "predictions"  # test-set predicted labels per run (for McNemar)
 
-EVALUATE_METRICS = METRICS_DIR / "evaluate.json"        # every variant, every seed, on the test set
+EVALUATE_METRICS = RESULTS_DIR / "evaluate.json"        # every variant, every seed, on the test set
 EVALUATE_PLOTS = PLOTS_DIR / "evaluate"                 # DVCLive folder: confusion data per variant
 
 TUNE_DIR = RESULTS_DIR / "tune"
-TUNE_BEST = METRICS_DIR / "tune" / "best.json"
+TUNE_BEST = RESULTS_DIR / "tune" / "best.json"
 TUNE_TRIALS = TUNE_DIR / "trials.csv"
 TUNER_WORKDIR = Path("tuner")                # keras-tuner's trial folder (a DVC output)
 
 FINAL = "final"                              # the tuned network's name wherever variants are listed
-FINAL_EVALUATE_METRICS = METRICS_DIR / "final_evaluate.json"
+FINAL_EVALUATE_METRICS = RESULTS_DIR / "final_evaluate.json"
 FINAL_EVALUATE_PLOTS = PLOTS_DIR / "final_evaluate"      # DVCLive folder: ROC and confusion data
 
-SWEEPS_METRICS = METRICS_DIR / "sweeps.json"          # every sweep point over seeds, by axis
+SWEEPS_METRICS = RESULTS_DIR / "sweeps.json"          # every sweep point over seeds, by axis
 SWEEP_COMPARISONS = RESULTS_DIR / "stats" / "sweeps.csv"  # within each axis, the best value vs the others
-SUMMARY = METRICS_DIR / "summary.json"       # mean, spread and CI over seeds, per variant and the tuned network
+SUMMARY = RESULTS_DIR / "summary.json"       # mean, spread and CI over seeds, per variant and the tuned network
 COMPARISONS = RESULTS_DIR / "stats" / "comparisons.csv"  # every tested difference with its p-values
+OPENSET_RESULTS = RESULTS_DIR / "openset.json"     # every open-set measure over seeds
+OPENSET_TRAIN_DIR = RESULTS_DIR / "openset" / "train"  # one DVCLive folder per seed
+NONDIGIT_RESULTS = RESULTS_DIR / "nondigit.json"
+DREAMS_RESULTS = RESULTS_DIR / "dreams.json"
 
 # --- The transfer-learning study (nnstudy.transfer): everything under a `transfer` folder.
 TRANSFER_DATA_DIR = Path("data/transfer")                # the source and target tasks (DVC-cached)
-TRANSFER_METRICS_DIR = METRICS_DIR / "transfer"
+TRANSFER_RESULTS_DIR = RESULTS_DIR / "transfer"
 TRANSFER_TIMING_DIR = TIMING_DIR / "transfer"
-TRANSFER_DATA_SUMMARY = TRANSFER_METRICS_DIR / "data.json"
+TRANSFER_DATA_SUMMARY = TRANSFER_RESULTS_DIR / "data.json"
 TRANSFER_SETTINGS_DIR = RESULTS_DIR / "transfer" / "settings"   # each run's effective settings
 TRANSFER_SOURCE_DIR = MODELS_DIR / "transfer" / "source"        # the pretrained base, per seed
-TRANSFER_PRETRAIN = TRANSFER_METRICS_DIR / "pretrain.json"
-TRANSFER_TRAIN_DIR = TRANSFER_METRICS_DIR / "train"             # one DVCLive folder per (run, seed)
+TRANSFER_PRETRAIN = TRANSFER_RESULTS_DIR / "pretrain.json"
+TRANSFER_TRAIN_DIR = TRANSFER_RESULTS_DIR / "train"             # one DVCLive folder per (run, seed)
 TRANSFER_RUNS_DIR = MODELS_DIR / "transfer" / "runs"
 TRANSFER_PREDICTIONS_DIR = RESULTS_DIR / "transfer" / "predictions"
 TRANSFER_CURVES_DIR = PLOTS_DIR / "transfer" / "curves"
-TRANSFER_SUMMARY = TRANSFER_METRICS_DIR / "summary.json"        # every run over seeds (the gate reads it)
+TRANSFER_SUMMARY = TRANSFER_RESULTS_DIR / "summary.json"        # every run over seeds (the gate reads it)
 TRANSFER_COMPARISONS = RESULTS_DIR / "transfer" / "comparisons.csv"
 ZOO_TABLE = RESULTS_DIR / "transfer" / "zoo.csv"                 # the 13 models side by side
 CONFUSED_PAIRS = RESULTS_DIR / "transfer" / "confused_pairs.csv"

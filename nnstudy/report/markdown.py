@@ -1,7 +1,7 @@
 """Collect every variant's results into one table and one Markdown report.
 
 Every number is a mean over the training seeds with the half-width of its confidence interval
-(`93.1 ± 0.6`), and every claim is generated from metrics/summary.json and the comparisons table,
+(`93.1 ± 0.6`), and every claim is generated from results/summary.json and the comparisons table,
 so no sentence of the report can contradict the numbers it stands on.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nnstudy.compare import markdown_table as format_markdown
+from nnstudy.report.tables import markdown_table as format_markdown
 from nnstudy.core import paths
 from nnstudy.core.jsonio import read_json
 from nnstudy.core.params import ModelParams, Params
@@ -103,9 +103,10 @@ def _p(value: float) -> str:
 def findings_markdown(study: Params, summary: dict, comparisons: pd.DataFrame) -> str:
     """The study's questions, each answered in a generated sentence."""
     lines = ["## Findings", "",
-             "Generated from the numbers below: each step of a question is tested with an exact McNemar test "
-             "on the test set per seed (significant only if every seed shows it), Holm-corrected over all "
-             f"{len(comparisons)} comparisons at α = {study.stats.alpha:g}. ± is the half-width of the "
+             "Generated from the numbers below. A finding is about a design choice, so the seed is its unit: "
+             "each step of a question is tested with Welch's t-test across seeds, Holm-corrected over all "
+             f"{len(comparisons)} comparisons at α = {study.stats.alpha:g}, and is significant only if every seed "
+             "also moves the same way. The best variant is picked on validation accuracy. ± is the half-width of the "
              f"{study.stats.confidence:.0%} t-interval over {len(study.seeds)} seeds.", ""]
     for question, names in study.stats.questions.items():
         lines.append(f"- {series_finding(question, list(names), summary, comparisons)}")
@@ -125,18 +126,21 @@ def comparisons_markdown(comparisons: pd.DataFrame) -> str:
         mcnemar=[_p(v) for v in comparisons["mcnemar_p_holm"]],
         welch=[_p(v) for v in comparisons["welch_p_holm"]],
     )
-    rows = [[r["question"], f"`{r['a']}` → `{r['b']}`", r["change"], r["mcnemar"], r["welch"], r["verdict"]]
+    rows = [[r["question"], f"`{r['a']}` → `{r['b']}`", r["change"], r["mcnemar"], r["welch"],
+             "yes" if r["seeds_agree"] else "no", r["verdict"]]
             for _, r in table.iterrows()]
     return "\n".join([
         "## Significance",
         "",
-        "Every comparison: the change in mean test accuracy (points), the exact McNemar test (paired per seed "
-        "on the same test images; the largest p over seeds) and Welch's t-test across seeds, both Holm-corrected. "
-        "The verdict follows McNemar, which pairs every test image; three seeds give the t-test little power. "
+        "Every comparison: the change in mean test accuracy (points); Welch's t-test across seeds (Holm-corrected) "
+        "and whether every seed moves the same way, which together give the verdict about the design choice; and "
+        "the exact McNemar test (the largest p over seeds, Holm-corrected), which answers another question: "
+        "whether these particular trained networks differ on these test images (two seeds of one variant "
+        "already do). "
         f"All of it in `{paths.COMPARISONS.as_posix()}`.",
         "",
-        format_markdown(["question", "comparison", "change (points)", "McNemar p (Holm)", "Welch p (Holm)",
-                         "verdict"], rows),
+        format_markdown(["question", "comparison", "change (points)", "networks differ: McNemar p (Holm)",
+                         "design choice: Welch p (Holm)", "seeds agree", "verdict"], rows),
         "",
     ])
 
@@ -225,7 +229,7 @@ def tuning_markdown(trials: pd.DataFrame, best: dict, summary: dict, final_test:
         verdict = "significant" if row["significant"] else "within noise"
         lines += [f"The tuned network {beats} the best plain variant `{best}` "
                   f"({mean_ci(entry['accuracy'])} % vs {mean_ci(summary[best]['accuracy'])} %, "
-                  f"{change:+.1f} points): {verdict} (McNemar p = {_p(row['mcnemar_p_holm'])}, Holm).", ""]
+                  f"{change:+.1f} points): {verdict} (Welch p = {_p(row['welch_p_holm'])}, Holm, seeds as the unit).", ""]
     lines += [
         "Per class (mean over seeds):",
         "",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nnstudy.compare import markdown_table as format_markdown
+from nnstudy.report.tables import markdown_table as format_markdown
 from nnstudy.report.markdown import mean_ci, pair_row, relative
 
 AXIS_LABELS = {"depth": "hidden layers", "width": "units per hidden layer", "activation": "activation",
@@ -23,6 +23,7 @@ def sweep_table(points: dict) -> pd.DataFrame:
         "fit_seconds": p["fit_seconds"],
         "diverged_seeds": p["diverged_seeds"],
         **{f"accuracy_{k}": p["accuracy"][k] for k in ("mean", "ci_low", "ci_high")},
+        "val_accuracy_mean": (p.get("val_accuracy") or {}).get("mean"),
         "accuracy": mean_ci(p["accuracy"]),
         "loss": mean_ci(p["loss"], scale=1, digits=3),
         "f1_macro": mean_ci(p["f1_macro"]),
@@ -33,17 +34,23 @@ def axis_finding(axis: str, table: pd.DataFrame, comparisons: pd.DataFrame, labe
     """'Depth: test accuracy is highest at 2 hidden layers (97.1 ± 0.3 %) ...; the best value is
     significantly better than 4 of the 6 others (...), within noise of 2, 3.'"""
     ranked = table.dropna(subset=["accuracy_mean"]).sort_values("accuracy_mean", ascending=False)
-    best, worst = ranked.iloc[0], ranked.iloc[-1]
+    top, worst = ranked.iloc[0], ranked.iloc[-1]
+    # The value tested against the others is the best on validation (where known), as evaluate_sweeps
+    # picked it: the test set's own best is partly its lucky draw (the winner's curse).
+    on_validation = "val_accuracy_mean" in ranked and ranked["val_accuracy_mean"].notna().all()
+    best = ranked.loc[ranked["val_accuracy_mean"].astype(float).idxmax()] if on_validation else top
     label = label or AXIS_LABELS.get(axis, axis)
     better, noise = [], []
-    for _, row in ranked.iloc[1:].iterrows():
+    for _, row in ranked[ranked["point"] != best["point"]].iterrows():
         tested = pair_row(comparisons, best["point"], row["point"])
         if tested is not None and bool(tested["significant"]):
             better.append(str(row["value"]))
         else:
             noise.append(str(row["value"]))
-    sentence = (f"**{label.capitalize()}**: test accuracy is highest at {best['value']} ({best['accuracy']} %) and "
+    sentence = (f"**{label.capitalize()}**: test accuracy is highest at {top['value']} ({top['accuracy']} %) and "
                 f"lowest at {worst['value']} ({worst['accuracy']} %)")
+    if on_validation:
+        sentence += f"; the best on validation is {best['value']}"
     if len(ranked) > 1:
         sentence += (f"; {best['value']} is significantly better than {len(better)} of the {len(ranked) - 1} other "
                      f"values ({', '.join(better) or 'none'})")
@@ -68,7 +75,8 @@ def sweeps_markdown(sweeps: dict, comparisons: pd.DataFrame, epochs: str, figure
     lines = ["## Sweeps: how big, which units, which optimizer", "",
              f"One axis at a time over the base network, each point trained {sweep_epochs} epochs over {seeds} seeds. "
              "Accuracy in %, mean ± CI half-width; the best value of each axis is tested against every other "
-             "(exact McNemar per seed, Holm over all the sweeps' comparisons).", "", f"- {epochs}"]
+             "(Welch's t-test across seeds, every seed moving the same way, Holm over all the sweeps' comparisons); "
+             "the best value is picked on validation accuracy, so the test set does not both pick and judge it.", "", f"- {epochs}"]
     for axis, points in sweeps.items():
         lines.append(f"- {axis_finding(axis, sweep_table(points), comparisons)}")
     lines.append("")

@@ -120,7 +120,7 @@ def epoch_logger(live: Live, progress: Callable[[int, dict[str, float]], None]) 
     """One epoch's logs into DVCLive (the names DVCLive's Keras callback uses: train/…, eval/…)."""
     def log(epoch: int, logs: dict) -> None:
         for name, value in logs.items():
-            # plot=False: no per-step TSV under metrics/ (`dvc metrics` would try to parse it);
+            # plot=False: no per-step TSV under results/ (`dvc metrics` would try to parse it);
             # the learning curves go to plots/curves/ instead, mean and spread over seeds.
             live.log_metric(standardize_metric_name(name, "dvclive.keras"), float(value), plot=False)
         live.next_step()

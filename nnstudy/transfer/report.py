@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from nnstudy.compare import markdown_table as format_markdown
+from nnstudy.report.tables import markdown_table as format_markdown
 from nnstudy.evaluation.stats import series_finding
 from nnstudy.report.markdown import mean_ci, pair_row, relative
 from nnstudy.report.sections import axis_finding, sweep_table
@@ -178,7 +178,7 @@ def transfer_markdown(summary: dict, comparisons: pd.DataFrame, data: dict, pret
         f"{target['splits']['train']['size']} training, {target['splits']['val']['size']} validation and "
         f"{target['splits']['test']['size']} test images. "
         f"Model `{summary['model']}`. Every run is trained over {seeds} seeds; accuracy in %, mean ± CI half-width; "
-        "each pair is tested with an exact McNemar test per seed (significant only if every seed shows it), "
+        "each pair is tested with Welch's t-test across seeds (significant only if every seed also moves the same way), "
         f"Holm-corrected over the {len(comparisons)} comparisons of this section.", "",
     ]
     if pretrain.get("needed"):
