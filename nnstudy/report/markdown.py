@@ -5,6 +5,7 @@ Every number is a mean over the training seeds with the half-width of its confid
 so no sentence of the report can contradict the numbers it stands on.
 """
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,43 @@ def study_markdown(study: Params, table: pd.DataFrame, splits: dict, summary: di
     return "\n".join(lines)
 
 
+def pick_margin(trials: pd.DataFrame, best: dict, val_sd: float | None, searched: list[str]) -> str:
+    """How far the tuner's pick is from the runner-up, against the seed-to-seed noise of one run.
+
+    A fair race compares trials of the same epoch budget (Hyperband's early rounds train for fewer
+    epochs, and its last round often trains the pick alone): the largest budget at which the pick's
+    configuration and another one both ran. Each trial is one training run, so the gap between two
+    of them carries the noise of two seeds: it is distinguishable only beyond 1.96 * sqrt(2) * sd,
+    sd the validation accuracy's std over the tuned network's seeds.
+    """
+    picked = trials[trials["trial_id"].astype(str) == str(best["trial_id"])]
+    if picked.empty or not searched:
+        return ""
+    config = picked.iloc[0][searched]
+    same = (trials[searched] == config).all(axis=1)
+    for budget in sorted(trials.loc[same, "epoch_budget"].unique(), reverse=True):
+        at = trials[trials["epoch_budget"] == budget]
+        mine, others = at[same[at.index]], at[~same[at.index]]
+        if not others.empty:
+            break
+    else:
+        return "No other configuration ran at any of the pick's budgets: the search cannot tell how far ahead it is."
+    row, runner = mine.sort_values("objective").iloc[-1], others.sort_values("objective").iloc[-1]
+    gap = (row["objective"] - runner["objective"]) * 100
+    text = (f"At the largest budget where the pick's configuration raced others ({int(budget)} epochs) it scored "
+            f"{row['objective'] * 100:.2f} %; the runner-up, trial {runner['trial_id']} "
+            f"({', '.join(f'`{k}` = {runner[k]}' for k in searched)}), {runner['objective'] * 100:.2f} %: "
+            f"a gap of {gap:+.2f} points.")
+    if val_sd is None:
+        return text + " With a single seed there is no noise figure to judge the gap by."
+    threshold = 1.96 * math.sqrt(2) * val_sd * 100
+    verdict = "distinguishable from" if abs(gap) > threshold else "not distinguishable from"
+    return (text + f" One run's validation accuracy moves by {val_sd * 100:.2f} points between seeds (the tuned "
+            f"network's sd), so a gap needs {threshold:.2f} points to stand out: the pick is {verdict} the "
+            "runner-up" + ("." if abs(gap) > threshold else
+                           ", and another search (another machine, another split seed) may well pick the other."))
+
+
 def tuning_markdown(trials: pd.DataFrame, best: dict, summary: dict, final_test: dict, comparisons: pd.DataFrame,
                     top_n: int, figures: dict[str, Path]) -> str:
     """The fine-tuning section: search, best configuration, and the tuned network over seeds."""
@@ -212,6 +250,8 @@ def tuning_markdown(trials: pd.DataFrame, best: dict, summary: dict, final_test:
         "Best hyperparameters (trial {trial}, {objective} {value:.4f}): {hps}.".format(
             trial=best["trial_id"], objective=best["objective"], value=best["value"],
             hps=", ".join(f"`{k}` = {v}" for k, v in best["hyperparameters"].items())),
+        "",
+        pick_margin(trials, best, (entry.get("val_accuracy") or {}).get("std"), searched),
         "",
         "### The tuned network, retrained from scratch once per seed",
         "",
