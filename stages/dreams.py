@@ -10,6 +10,7 @@ import numpy as np
 
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
+from nnstudy.core.files import write_npz
 from nnstudy.core.jsonio import write_json
 
 
@@ -45,7 +46,7 @@ def main() -> None:
         **summaries,
     })
     # The images as data: one row per (seed, class), one column per pixel.
-    np.savez_compressed(paths.writable(paths.RESULTS_DIR / "dreams" / f"{name}.npz"), **images)
+    write_npz(paths.RESULTS_DIR / "dreams" / f"{name}.npz", **images)
 
 
 if __name__ == "__main__":

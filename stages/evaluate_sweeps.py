@@ -8,6 +8,7 @@ axis, the best value against every other (exact McNemar per seed, Welch across s
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.core.files import write_csv
 
 
 def main() -> None:
@@ -41,8 +42,7 @@ def main() -> None:
         best = max(points.values(), key=lambda p: p["accuracy"]["mean"] if p["accuracy"]["mean"] is not None else -1)
         pairs += [(axis, best["point"], p["point"]) for p in points.values() if p is not best]
     write_json(paths.SWEEPS_METRICS, result)
-    compare(pairs, test.labels, predictions, accuracies, alpha=study.stats.alpha).to_csv(
-        paths.writable(paths.SWEEP_COMPARISONS), index=False)
+    write_csv(compare(pairs, test.labels, predictions, accuracies, alpha=study.stats.alpha), paths.SWEEP_COMPARISONS)
 
 
 if __name__ == "__main__":

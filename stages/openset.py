@@ -13,6 +13,7 @@ import numpy as np
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import write_json
+from nnstudy.core.files import write_csv
 
 
 def main() -> None:
@@ -55,7 +56,7 @@ def main() -> None:
         }
         # Every seed's scores pooled: one ROC curve per method for `dvc plots`.
         pooled = np.concatenate([run.scores[method] for run in runs.values()])
-        roc_table(pooled, is_known).to_csv(paths.writable(paths.PLOTS_DIR / "openset" / f"{method}.csv"), index=False)
+        write_csv(roc_table(pooled, is_known), paths.PLOTS_DIR / "openset" / f"{method}.csv")
     write_json(paths.METRICS_DIR / "openset.json", result)
     save(open_set_roc({m: paths.PLOTS_DIR / "openset" / f"{m}.csv" for m in METHODS}, result),
          paths.FIGURES_DIR / "openset" / "roc.png")

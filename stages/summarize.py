@@ -8,6 +8,7 @@ reads this file). results/stats/comparisons.csv: every tested difference with it
 from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.core.files import write_csv
 from nnstudy.evaluation.runs import load_predictions
 from nnstudy.evaluation.stats import best_variant, compare, spread
 
@@ -60,7 +61,7 @@ def main() -> None:
     accuracies = {name: {seed: evaluated[name][paths.seed_name(seed)]["accuracy"] for seed in study.seeds}
                   for name in names}
     table = compare(pairs(study, summary), labels, predictions, accuracies, alpha=study.stats.alpha)
-    table.to_csv(paths.writable(paths.COMPARISONS), index=False)
+    write_csv(table, paths.COMPARISONS)
     print(f"summarize: {len(names)} networks x {len(study.seeds)} seeds; {int(table['significant'].sum())} of "
           f"{len(table)} differences significant (Holm, alpha {study.stats.alpha:g})")
 

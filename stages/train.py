@@ -12,6 +12,7 @@ import time
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.core.files import save_model, write_csv
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
         result = train(model, data, seed, live, settings["diverged_loss"], settings["loop"],
                        label=f"{variant} seed {seed}")
         record_summary(live, result)
-        result.network.save(paths.writable(paths.model_file(variant, seed)))
+        save_model(result.network, paths.model_file(variant, seed))
         save_weights(result.weights_before, result.weights_after, paths.weights_file(variant, seed))
         histories.append(result.history)
         startup = startup or result.built_at - backend.process_start()
@@ -46,7 +47,7 @@ def main() -> None:
               f"val accuracy {result.history['val_accuracy'][-1]:.4f}, {result.fit_seconds:.1f} s, {state}")
 
     for metric, table in learning_curves(histories).items():
-        table.to_csv(paths.writable(paths.curve_file(metric, variant)), index=False)
+        write_csv(table, paths.curve_file(metric, variant))
     write_json(paths.timing_file(f"train_{variant}"), {
         "backend": settings["backend"], "loop": settings["loop"], "fit_seconds": fit_seconds,
         # Process start to data loaded and the first network built: what each stage pays up front.

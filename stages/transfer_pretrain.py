@@ -9,6 +9,7 @@ import time
 
 from nnstudy.core import backend, paths
 from nnstudy.core.errors import DataError, run_stage
+from nnstudy.core.files import save_model
 from nnstudy.core.jsonio import read_json, write_json
 from nnstudy.transfer.params import PretrainParams, recipe_from_settings
 
@@ -40,7 +41,7 @@ def main() -> None:
     for seed in settings["seeds"]:
         enable_determinism(seed)
         result = pretrain(recipe, PretrainParams(**settings["pretrain"]), task)
-        base_of(result.network).save_weights(paths.source_weights_file(seed))
+        save_model(base_of(result.network), paths.source_weights_file(seed))
         phase = result.phases[0]
         per_seed[paths.seed_name(seed)] = {
             "val_accuracy": result.history["val_accuracy"][phase.kept_epoch - 1],

@@ -15,6 +15,7 @@ import pandas as pd
 from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.core.files import write_csv, write_text
 from nnstudy.evaluation.stats import compare, spread
 from nnstudy.report.plots import confusion_heatmap, save, sweep_axis
 from nnstudy.transfer.evaluate import confused_pairs, pooled_confusion
@@ -81,13 +82,13 @@ def main() -> None:
              if np.array_equal(labels_of[a], labels_of[b])]  # McNemar pairs the same test images only
     y_true = labels_of[reference]
     comparisons = compare(pairs, y_true, predictions, accuracies, alpha=alpha)
-    comparisons.to_csv(paths.writable(paths.TRANSFER_COMPARISONS), index=False)
+    write_csv(comparisons, paths.TRANSFER_COMPARISONS)
 
     data = read_json(paths.TRANSFER_DATA_SUMMARY)
     names = data["target"]["classes"][:runs[reference]["recipe"]["classes"] or None]
     ref_predictions = list(predictions[reference].values())
     pairs_table = confused_pairs(y_true, ref_predictions, names)
-    pairs_table.to_csv(paths.writable(paths.CONFUSED_PAIRS), index=False)
+    write_csv(pairs_table, paths.CONFUSED_PAIRS)
 
     summary = {"dataset": transfer.dataset, "model": transfer.base.model, "reference": reference,
                "arms": list(arms), "arm_runs": arm_runs, "runs": runs}
@@ -117,7 +118,7 @@ def main() -> None:
 
     markdown = transfer_markdown(summary, comparisons, data, read_json(paths.TRANSFER_PRETRAIN), zoo, pairs_table,
                                  figures, tables, fit_seconds)
-    paths.writable(paths.TRANSFER_REPORT).write_text(markdown, encoding="utf-8")
+    write_text(paths.TRANSFER_REPORT, markdown)
     for labels, by_arm in arm_runs.items():
         print(f"transfer, {labels} labels per class: " + ", ".join(
             f"{arm} {runs[run]['accuracy']['mean'] * 100:.1f} %" for arm, run in by_arm.items()))

@@ -24,6 +24,7 @@ import numpy as np
 
 from nnstudy.core import paths
 from nnstudy.core.errors import DataError, ParamError
+from nnstudy.core.files import write_npz
 from nnstudy.core.params import DATASETS, DataParams
 
 SPLITS = ("train", "val", "test")
@@ -245,15 +246,9 @@ def _read_npz(path: Path, required: tuple[str, ...], hint: str) -> dict[str, np.
     return arrays
 
 
-def _write_npz(path: Path, **arrays: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as file:  # an open file, so numpy never appends its own .npz suffix
-        np.savez_compressed(file, **arrays)
-
-
 def save_raw(ds: RawDataset, path: Path) -> None:
     test = {} if ds.x_test is None else {"x_test": ds.x_test, "y_test": ds.y_test}
-    _write_npz(path, x_train=ds.x_train, y_train=ds.y_train, name=np.array(ds.name), **test)
+    write_npz(path, x_train=ds.x_train, y_train=ds.y_train, name=np.array(ds.name), **test)
 
 
 def load_raw(path: Path) -> RawDataset:
@@ -272,7 +267,7 @@ def _split_file(folder: Path, name: str) -> Path:
 def save_prepared(data: PreparedData, folder: Path) -> None:
     for name in SPLITS:
         split: Split = getattr(data, name)
-        _write_npz(_split_file(folder, name), x=split.x, y=split.y, image_shape=np.array(data.image_shape))
+        write_npz(_split_file(folder, name), x=split.x, y=split.y, image_shape=np.array(data.image_shape))
 
 
 def _read_split(name: str, folder: Path) -> tuple[Split, tuple[int, int]]:

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from nnstudy.core.files import atomic
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
@@ -17,9 +19,9 @@ VIOLIN_SAMPLE = 20_000
 
 
 def save(figure: plt.Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     # No timestamp in the PNG, so an unchanged figure stays byte-identical.
-    figure.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    with atomic(path) as temporary:
+        figure.savefig(temporary, dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(figure)
 
 
