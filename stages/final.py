@@ -9,12 +9,15 @@ import time
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
-from nnstudy.core.files import save_model, write_csv
+from nnstudy.core.files import check_writable, save_model, write_csv
 
 
 def main() -> None:
     study = params.load()
     best = read_json(paths.TUNE_BEST)
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.model_dir(paths.FINAL), paths.TRAIN_DIR / paths.FINAL, paths.timing_file("final"),
+                   *(paths.curve_file(metric, paths.FINAL) for metric in ("accuracy", "loss")))
 
     backend.activate(study.backend)
     from nnstudy.core.data import load_prepared

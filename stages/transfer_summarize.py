@@ -6,7 +6,6 @@ spread, CI), epochs per phase and diverged seeds. results/transfer/comparisons.c
 each other at every labels value, and every one-key change against the reference run.
 """
 
-import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -15,11 +14,11 @@ import pandas as pd
 from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
-from nnstudy.core.files import write_csv, write_text
+from nnstudy.core.files import remove_tree, write_csv, write_text
 from nnstudy.evaluation.stats import compare, spread
 from nnstudy.report.plots import confusion_heatmap, save, sweep_axis
 from nnstudy.transfer.evaluate import confused_pairs, pooled_confusion
-from nnstudy.transfer.params import SWEEP_AXES, value_name
+from nnstudy.transfer.params import SWEEP_AXES, read_settings, value_name
 from nnstudy.transfer.report import (
     arms_figure, axis_points, axis_tables, comparison_pairs, confused_pairs_figure, curves_figure, transfer_markdown,
     zoo_figure,
@@ -57,7 +56,7 @@ def main() -> None:
     study = params.load()
     transfer = study.transfer
     confidence, alpha = study.stats.confidence, study.stats.alpha
-    settings = {name: read_json(paths.transfer_settings_file(name)) for name in transfer.runs}
+    settings = {name: read_settings(name)[0] for name in transfer.runs}
     runs = {name: summarize_run(name, settings[name], confidence) for name in transfer.runs}
     arms = transfer.arms
     arm_runs = {value_name("labels", labels): {arm: f"transfer_{arm}_{value_name('labels', labels)}" for arm in arms}
@@ -94,7 +93,7 @@ def main() -> None:
                "arms": list(arms), "arm_runs": arm_runs, "runs": runs}
     write_json(paths.TRANSFER_SUMMARY, summary)
 
-    shutil.rmtree(paths.TRANSFER_FIGURES, ignore_errors=True)  # a removed sweep axis leaves no stale figure
+    remove_tree(paths.TRANSFER_FIGURES)  # a removed sweep axis leaves no stale figure
     figures = {"arms": paths.TRANSFER_FIGURES / "arms.png", "curves": paths.TRANSFER_FIGURES / "curves.png",
                "pairs": paths.TRANSFER_FIGURES / "confused_pairs.png", "zoo": paths.TRANSFER_FIGURES / "zoo.png"}
     save(arms_figure(arm_runs, runs, arms), figures["arms"])

@@ -11,17 +11,20 @@ import time
 
 from nnstudy.core import backend, paths
 from nnstudy.core.errors import run_stage
-from nnstudy.core.jsonio import read_json, write_json
-from nnstudy.core.files import save_model, write_csv
-from nnstudy.transfer.params import recipe_from_settings
+from nnstudy.core.jsonio import write_json
+from nnstudy.core.files import check_writable, save_model, write_csv
+from nnstudy.transfer.params import read_settings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a transfer run: transfer_<arm>_<labels> or transfer_sweep_<axis>_<value>")
     run = parser.parse_args().run
-    settings = read_json(paths.transfer_settings_file(run))
-    recipe = recipe_from_settings(settings)
+    settings, recipe = read_settings(run)
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.transfer_model_file(run, 0).parent, paths.TRANSFER_TRAIN_DIR / run,
+                   paths.transfer_predictions_file(run), paths.timing_file(run),
+                   *(paths.transfer_curve_file(metric, run) for metric in ("accuracy", "loss")))
 
     backend.activate(settings["backend"])
     import numpy as np

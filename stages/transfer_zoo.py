@@ -14,7 +14,7 @@ import time
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import write_json
-from nnstudy.core.files import write_csv
+from nnstudy.core.files import check_writable, write_csv
 
 # Enough digits to compare models, no more: timings vary by more than this from run to run.
 DECIMALS = {"size_mb": 2, "build_seconds": 2, "first_step_seconds": 2, "step_seconds": 4, "epoch_seconds": 2,
@@ -23,6 +23,8 @@ DECIMALS = {"size_mb": 2, "build_seconds": 2, "first_step_seconds": 2, "step_sec
 
 def main() -> None:
     study = params.load()
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.ZOO_TABLE, paths.timing_file("transfer_zoo"))
     transfer = study.transfer
     # Keras (and TensorFlow or JAX) only now: a bad setting fails in a fraction of a second.
     backend.activate(study.backend)

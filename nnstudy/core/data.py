@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -234,10 +233,21 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
 def _read_npz(path: Path, required: tuple[str, ...], hint: str) -> dict[str, np.ndarray]:
     """Every array in an .npz file, or DataError naming the file if it is missing or damaged."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        with open(path, "rb") as file:
+            start = file.read(4)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; {hint}") from None
+    # np.load takes anything that is not a zip for a pickle, and its error then advises loading it
+    # with allow_pickle=True: never the right advice for a damaged data file.
+    if start != b"PK\x03\x04":
+        raise DataError(f"{path}: not an .npz file (it does not start like a zip archive); {hint}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except ValueError as error:
+        if "pickle" not in str(error):
+            raise DataError(f"{path}: corrupt or truncated (ValueError: {error}); {hint}") from None
+        raise DataError(f"{path}: holds Python objects, not plain arrays (never written by this study); {hint}") from None
     except Exception as error:  # a damaged file fails in zipfile, zlib or numpy's header parser alike
         raise DataError(f"{path}: corrupt or truncated ({type(error).__name__}: {error}); {hint}") from None
     missing = [key for key in required if key not in arrays]

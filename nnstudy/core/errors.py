@@ -58,9 +58,13 @@ def fail(message: str) -> None:
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); a StudyError or a machine fault becomes `error: ...` on stderr and exit code 2."""
+    """Run a stage's main(), its outputs replaced together at the end; a StudyError or a machine
+    fault becomes `error: ...` on stderr and exit code 2, and leaves the old outputs."""
+    from nnstudy.core.files import all_or_nothing
+
     try:
-        main()
+        with all_or_nothing():
+            main()
     except StudyError as error:
         fail(str(error))
     except OSError as error:

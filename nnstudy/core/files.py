@@ -30,9 +30,36 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".tmp-{secrets.token_hex(4)}-{path.name}")
 
 
+# Within all_or_nothing(): each finished temporary file and the target it will replace.
+_pending: dict[Path, Path] | None = None
+
+
+@contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Hold back every atomic() rename until the block ends; if it fails, drop them all.
+
+    run_stage wraps each stage in this, so a stage that fails half-way (a full disk on its third
+    file) leaves every one of its outputs as it was, not a mix of old and new files.
+    """
+    global _pending
+    if _pending is not None:  # already inside one
+        yield
+        return
+    _pending = {}
+    try:
+        yield
+        for path, temporary in _pending.items():
+            os.replace(temporary, path)
+    finally:
+        for temporary in _pending.values():
+            temporary.unlink(missing_ok=True)
+        _pending = None
+
+
 @contextmanager
 def atomic(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; once the block ends without error it replaces `path`.
+    """Yield a temporary path next to `path`; once the block ends without error it replaces `path`
+    (at once, or at the end of the enclosing all_or_nothing()).
 
     No fsync: the aim is that an error (disk full, permission, a crash of this process) never
     leaves a mix of old and new bytes; DVC re-hashes every output anyway.
@@ -40,11 +67,24 @@ def atomic(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
+    kept = False
     try:
         yield temporary
-        os.replace(temporary, path)
+        if _pending is not None:
+            earlier = _pending.pop(path, None)
+            if earlier is not None:
+                earlier.unlink(missing_ok=True)
+            _pending[path] = temporary
+            kept = True
+        else:
+            os.replace(temporary, path)
+    except OSError as error:
+        if error.filename in (None, str(temporary)):
+            error.filename = str(path)  # the user knows the target, not our temporary name
+        raise
     finally:
-        temporary.unlink(missing_ok=True)
+        if not kept:
+            temporary.unlink(missing_ok=True)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -69,6 +109,25 @@ def save_model(network: Any, path: Path) -> None:
             network.save_weights(temporary)
         else:
             network.save(temporary)
+
+
+def remove_tree(folder: Path) -> None:
+    """Remove folder and everything in it, if it is there; a failure is raised, not ignored: a
+    stage that reported success over stale files it could not remove would mislead."""
+    import shutil
+
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder)
+    else:
+        Path(folder).unlink(missing_ok=True)
+
+
+def remove_others(folder: Path, keep: set[Path], pattern: str = "*.json") -> None:
+    """Remove the files in folder matching pattern that are not in keep (what a removed variant leaves)."""
+    kept = {Path(path).name for path in keep}
+    for path in sorted(Path(folder).glob(pattern)):
+        if path.name not in kept:
+            path.unlink()
 
 
 # --- writable before the work starts ---

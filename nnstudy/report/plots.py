@@ -149,11 +149,10 @@ def learning_curves(curves: dict[str, pd.DataFrame], title: str) -> plt.Figure:
     return figure
 
 
-def open_set_roc(curves: dict[str, Path], result: dict) -> plt.Figure:
+def open_set_roc(curves: dict[str, pd.DataFrame], result: dict) -> plt.Figure:
     """Known-vs-unknown ROC of every open-set method (seeds pooled), AUROC mean ± CI in the legend."""
     figure, axes = plt.subplots(figsize=(6, 6))
-    for method, path in curves.items():
-        table = pd.read_csv(path)
+    for method, table in curves.items():
         auroc = result[method]["summary"]["auroc"]
         half = (auroc["ci_high"] - auroc["ci_low"]) / 2 if auroc.get("ci_low") is not None else 0.0
         axes.plot(table["fpr"], table["tpr"], lw=1.5, label=f"{method} (AUROC {auroc['mean']:.3f} ± {half:.3f})")
