@@ -51,19 +51,22 @@ def venv_package() -> str:
 def create_venv(env: Path) -> None:
     """A fresh venv with pip; a half-built one (a python but no pip, as Debian leaves it without
     its -venv package) is removed first and, should creating fail, afterwards too."""
+    # Asked first: Debian's venv, without its python3.X-venv package, prints a screenful and exits
+    # with the venv half-built.
+    if subprocess.run([sys.executable, "-m", "ensurepip", "--version"], capture_output=True).returncode != 0:
+        raise SetupFailed(f"this Python ({sys.executable}) cannot create a venv with pip: its ensurepip is "
+                          f"missing; on Debian/Ubuntu install it with `sudo apt-get install {venv_package()}`, "
+                          "then re-run")
     if env.exists():
         print(f"run.py: {env} has no working pip; building it again", flush=True)
         shutil.rmtree(env)
     print(f"run.py: creating {env}", flush=True)
     try:
         venv.create(env, with_pip=True)
-    except (subprocess.CalledProcessError, OSError) as error:
+    except (subprocess.CalledProcessError, OSError, SystemExit) as error:
         shutil.rmtree(env, ignore_errors=True)  # never leave a python without pip behind
-        if subprocess.run([sys.executable, "-m", "ensurepip", "--version"], capture_output=True).returncode != 0:
-            raise SetupFailed(f"this Python ({sys.executable}) cannot create a venv with pip: its ensurepip is "
-                              f"missing; on Debian/Ubuntu install it with `sudo apt-get install {venv_package()}`, "
-                              "then re-run") from None
-        raise SetupFailed(f"creating {env} failed ({error}); delete it and re-run") from None
+        raise SetupFailed(f"creating {env} failed ({error}); re-run, or create it with "
+                          f"`{sys.executable} -m venv {env}` to see why") from None
 
 
 def pip_install(env: Path, *args: str) -> None:
@@ -92,15 +95,22 @@ def ensure_venv(env: Path = VENV, requirements: Path = REQUIREMENTS) -> None:
     stamp.write_text(wanted + "\n")
 
 
+def setup(env: Path = VENV, requirements: Path = REQUIREMENTS) -> int:
+    """ensure_venv; a failure is one line on stderr and exit code 2."""
+    try:
+        ensure_venv(env, requirements)
+    except SetupFailed as error:
+        print(f"run.py: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main() -> int:
     if sys.version_info < (3, 11):
         sys.exit(f"run.py: needs Python 3.11 or newer, this is {sys.version.split()[0]}")
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         sys.exit(f"usage: python3 run.py {{{'|'.join(COMMANDS)}}} [args...]")
-    try:
-        ensure_venv()
-    except SetupFailed as error:
-        print(f"run.py: {error}", file=sys.stderr)
+    if setup() != 0:
         return 2
     env = dict(os.environ, PATH=f"{bin_dir(VENV)}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(VENV))
     command = COMMANDS[sys.argv[1]] + sys.argv[2:]

@@ -30,6 +30,15 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".tmp-{secrets.token_hex(4)}-{path.name}")
 
 
+def _discard(temporary: Path) -> None:
+    """Remove a temporary file if it is there. Never raises: on a read-only file system even
+    unlinking a file that was never created fails (EROFS), and that must not hide the real error."""
+    try:
+        temporary.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 # Within all_or_nothing(): each finished temporary file and the target it will replace.
 _pending: dict[Path, Path] | None = None
 
@@ -52,7 +61,7 @@ def all_or_nothing() -> Iterator[None]:
             os.replace(temporary, path)
     finally:
         for temporary in _pending.values():
-            temporary.unlink(missing_ok=True)
+            _discard(temporary)
         _pending = None
 
 
@@ -73,18 +82,18 @@ def atomic(path: Path) -> Iterator[Path]:
         if _pending is not None:
             earlier = _pending.pop(path, None)
             if earlier is not None:
-                earlier.unlink(missing_ok=True)
+                _discard(earlier)
             _pending[path] = temporary
             kept = True
         else:
             os.replace(temporary, path)
     except OSError as error:
-        if error.filename in (None, str(temporary)):
+        if error.filename is None or str(error.filename) == str(temporary):
             error.filename = str(path)  # the user knows the target, not our temporary name
         raise
     finally:
         if not kept:
-            temporary.unlink(missing_ok=True)
+            _discard(temporary)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -126,7 +135,7 @@ def remove_others(folder: Path, keep: set[Path], pattern: str = "*.json") -> Non
     """Remove the files in folder matching pattern that are not in keep (what a removed variant leaves)."""
     kept = {Path(path).name for path in keep}
     for path in sorted(Path(folder).glob(pattern)):
-        if path.name not in kept:
+        if path.name not in kept and not path.name.startswith(".tmp-"):  # not a pending new file
             path.unlink()
 
 
@@ -136,9 +145,13 @@ def _probe(folder: Path) -> None:
     """Create and remove a file in folder: the only test that sees permissions, read-only mounts,
     ACLs and root alike (os.access answers yes to root on a read-only folder)."""
     probe = folder / f".tmp-{secrets.token_hex(4)}-probe"
-    with open(probe, "xb"):
-        pass
-    probe.unlink()
+    try:
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as error:
+        error.filename = str(folder)  # the folder is what the user must fix
+        raise
 
 
 def check_writable(*targets: Path) -> None:
