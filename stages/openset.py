@@ -20,8 +20,8 @@ def main() -> None:
     study = params.load()
     cfg = study.probing.openset
     # Every output can be written (a read-only folder fails now, not after the training).
-    check_writable(paths.METRICS_DIR / "openset.json", paths.METRICS_DIR / "openset" / "train", paths.PLOTS_DIR / "openset",
-                   paths.FIGURES_DIR / "openset")
+    check_writable(paths.METRICS_DIR / "openset.json", paths.METRICS_DIR / "openset" / "train",
+                   paths.PLOTS_DIR / "openset", paths.FIGURES_DIR / "openset")
 
     backend.activate(study.backend)
     from nnstudy.core.data import load_prepared

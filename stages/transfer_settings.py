@@ -16,7 +16,8 @@ def main() -> None:
                    run_settings(transfer, name, study.seeds, study.backend, study.seed))
     write_json(paths.transfer_settings_file("pretrain"), pretrain_settings(transfer, study.seeds, study.backend))
     # A removed run leaves no stale file; a file that cannot be removed is an error, not ignored.
-    remove_others(paths.TRANSFER_SETTINGS_DIR, {paths.transfer_settings_file(name) for name in [*transfer.runs, "pretrain"]})
+    remove_others(paths.TRANSFER_SETTINGS_DIR,
+                  {paths.transfer_settings_file(name) for name in [*transfer.runs, "pretrain"]})
     print(f"transfer settings: {len(transfer.runs)} runs x {len(study.seeds)} seeds on {study.backend}")
 
 

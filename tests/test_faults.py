@@ -314,11 +314,12 @@ def test_permission_denied_is_one_line(prepared):
 def test_machine_faults_name_the_path_the_cause_and_the_remedy():
     import errno
 
-    for code, cause in [(errno.EACCES, "permission denied"), (errno.ENOSPC, "no space left"),
-                        (errno.EROFS, "read-only file system"), (errno.EDQUOT, "quota")]:
+    for code, cause, remedy in [(errno.EACCES, "permission denied", "chmod u+w"),
+                                (errno.ENOSPC, "no space left on the device", "free some space"),
+                                (errno.EROFS, "read-only file system", "remount it read-write"),
+                                (errno.EDQUOT, "disk quota exceeded", "within your quota")]:
         message = machine_fault(OSError(code, os.strerror(code), "models/x.keras"))
-        assert message.startswith("models/x.keras: ") and cause in message and "re-run" in message or \
-            "remount" in message
+        assert message.startswith(f"models/x.keras: {cause}; ") and remedy in message, message
     assert machine_fault(OSError(errno.EIO, "I/O error", "x")) is None  # not the user's to fix: a traceback
 
 
@@ -455,7 +456,8 @@ def offline_environment() -> dict[str, str]:
 
 def run_setup(venv: Path, requirements: Path) -> subprocess.CompletedProcess:
     """run.py's set-up of venv from requirements, offline."""
-    code = f"import sys, run; from pathlib import Path; sys.exit(run.setup(Path({str(venv)!r}), Path({str(requirements)!r})))"
+    code = (f"import sys, run; from pathlib import Path; "
+            f"sys.exit(run.setup(Path({str(venv)!r}), Path({str(requirements)!r})))")
     return subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=offline_environment())
 

@@ -247,7 +247,8 @@ def _read_npz(path: Path, required: tuple[str, ...], hint: str) -> dict[str, np.
     except ValueError as error:
         if "pickle" not in str(error):
             raise DataError(f"{path}: corrupt or truncated (ValueError: {error}); {hint}") from None
-        raise DataError(f"{path}: holds Python objects, not plain arrays (never written by this study); {hint}") from None
+        raise DataError(f"{path}: holds Python objects, not plain arrays (never written by this study); "
+                        f"{hint}") from None
     except Exception as error:  # a damaged file fails in zipfile, zlib or numpy's header parser alike
         raise DataError(f"{path}: corrupt or truncated ({type(error).__name__}: {error}); {hint}") from None
     missing = [key for key in required if key not in arrays]

@@ -14,7 +14,8 @@ class StudyError(Exception):
 
 
 class ParamError(StudyError):
-    """A value in params.yaml (or a settings file written from it) is missing, misspelt, of the wrong type or out of range."""
+    """A value in params.yaml (or in a settings file written from it) is missing, misspelt, of the
+    wrong type or out of range."""
 
 
 class DataError(StudyError):
@@ -26,9 +27,10 @@ class SetupError(StudyError):
 
 
 # The machine's faults a user can fix, by errno: what went wrong and what to do about it.
+WRITABLE = "make it writable for this user (chmod u+w, or check its owner) and re-run"
 MACHINE_FAULTS = {
-    errno.EACCES: ("permission denied", "make it writable for this user (chmod u+w, or check its owner) and re-run"),
-    errno.EPERM: ("operation not permitted", "make it writable for this user (chmod u+w, or check its owner) and re-run"),
+    errno.EACCES: ("permission denied", WRITABLE),
+    errno.EPERM: ("operation not permitted", WRITABLE),
     errno.ENOSPC: ("no space left on the device", "free some space (`dvc gc`, `df -h` shows where) and re-run"),
     errno.EDQUOT: ("disk quota exceeded", "free some space within your quota and re-run"),
     errno.EROFS: ("read-only file system", "work in a clone on a writable file system, or remount it read-write"),
