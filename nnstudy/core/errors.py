@@ -50,9 +50,10 @@ def fail(message: str) -> None:
     """Print `error: message` and end the process with exit code 2, at once.
 
     os._exit, not sys.exit: a stage that imported DVCLive holds dvc and dulwich objects whose
-    finalisers run during interpreter shutdown and print "Exception ignored ... sys.meta_path is
-    None" blocks under the message. Nothing is left to save on this path: every output is written
-    atomically (nnstudy.core.files), so there is no half-written file to flush.
+    finalisers can run during interpreter shutdown, and the issue's probes saw "Exception ignored
+    ... sys.meta_path is None" blocks printed under a failure. Exiting at once rules them out.
+    Nothing is left to save on this path: the stage's outputs are written atomically
+    (nnstudy.core.files), so there is no half-written file to flush.
     """
     sys.stdout.flush()
     print(f"error: {message}", file=sys.stderr, flush=True)
