@@ -11,6 +11,7 @@ Any further arguments go to the underlying command (e.g. `python3 run.py test -k
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,9 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 REQUIREMENTS = ROOT / "requirements.txt"
-STAMP = VENV / "requirements.sha256"  # the requirements the venv was last installed from
+STAMP_NAME = "requirements.sha256"  # in the venv: the requirements it was last completely installed from
 
 COMMANDS = {
     "study": ["dvc", "repro"],
@@ -30,18 +30,79 @@ COMMANDS = {
 }
 
 
-def ensure_venv() -> None:
-    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text().strip() == wanted:
+class SetupFailed(Exception):
+    """The venv cannot be built or filled; the message is one line that says what to do."""
+
+
+def bin_dir(env: Path) -> Path:
+    return env / ("Scripts" if os.name == "nt" else "bin")
+
+
+def pip_works(env: Path) -> bool:
+    python = bin_dir(env) / "python"
+    return python.exists() and subprocess.run([str(python), "-m", "pip", "--version"],
+                                              capture_output=True).returncode == 0
+
+
+def venv_package() -> str:
+    return f"python{sys.version_info.major}.{sys.version_info.minor}-venv"
+
+
+def create_venv(env: Path) -> None:
+    """A fresh venv with pip; a half-built one (a python but no pip, as Debian leaves it without
+    its -venv package) is removed first and, should creating fail, afterwards too."""
+    # Asked first: Debian's venv, without its python3.X-venv package, prints a screenful and exits
+    # with the venv half-built.
+    if subprocess.run([sys.executable, "-m", "ensurepip", "--version"], capture_output=True).returncode != 0:
+        raise SetupFailed(f"this Python ({sys.executable}) cannot create a venv with pip: its ensurepip is "
+                          f"missing; on Debian/Ubuntu install it with `sudo apt-get install {venv_package()}`, "
+                          "then re-run")
+    if env.exists():
+        print(f"run.py: {env} has no working pip; building it again", flush=True)
+        shutil.rmtree(env)
+    print(f"run.py: creating {env}", flush=True)
+    try:
+        venv.create(env, with_pip=True)
+    except (subprocess.CalledProcessError, OSError, SystemExit) as error:
+        shutil.rmtree(env, ignore_errors=True)  # never leave a python without pip behind
+        raise SetupFailed(f"creating {env} failed ({error}); re-run, or create it with "
+                          f"`{sys.executable} -m venv {env}` to see why") from None
+
+
+def pip_install(env: Path, *args: str) -> None:
+    """pip, quiet; a failure (offline, an unreachable index, a missing wheel) becomes one line."""
+    command = [str(bin_dir(env) / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR:")] or lines or ["no output"]
+        raise SetupFailed(f"`pip install {' '.join(args)}` failed: {errors[-1].removeprefix('ERROR: ')} "
+                          "(offline? check the internet connection, or PIP_INDEX_URL / a proxy, and re-run)")
+
+
+def ensure_venv(env: Path = VENV, requirements: Path = REQUIREMENTS) -> None:
+    """A venv holding exactly `requirements`; it repairs a half-built or half-installed one."""
+    wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    stamp = env / STAMP_NAME
+    if stamp.exists() and stamp.read_text().strip() == wanted:
         return
-    if not (BIN / "python").exists():
-        print(f"run.py: creating {VENV}", flush=True)
-        venv.create(VENV, with_pip=True)
-    print("run.py: installing requirements.txt (a few minutes the first time)", flush=True)
-    pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
-    STAMP.write_text(wanted + "\n")
+    if not pip_works(env):
+        create_venv(env)
+    stamp.unlink(missing_ok=True)  # written again only once everything below is installed
+    print(f"run.py: installing {requirements.name} (a few minutes the first time)", flush=True)
+    pip_install(env, "--upgrade", "pip")
+    pip_install(env, "-r", str(requirements))
+    stamp.write_text(wanted + "\n")
+
+
+def setup(env: Path = VENV, requirements: Path = REQUIREMENTS) -> int:
+    """ensure_venv; a failure is one line on stderr and exit code 2."""
+    try:
+        ensure_venv(env, requirements)
+    except SetupFailed as error:
+        print(f"run.py: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main() -> int:
@@ -49,8 +110,9 @@ def main() -> int:
         sys.exit(f"run.py: needs Python 3.11 or newer, this is {sys.version.split()[0]}")
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         sys.exit(f"usage: python3 run.py {{{'|'.join(COMMANDS)}}} [args...]")
-    ensure_venv()
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(VENV))
+    if setup() != 0:
+        return 2
+    env = dict(os.environ, PATH=f"{bin_dir(VENV)}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(VENV))
     command = COMMANDS[sys.argv[1]] + sys.argv[2:]
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 

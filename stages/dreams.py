@@ -10,11 +10,14 @@ import numpy as np
 
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
+from nnstudy.core.files import check_writable, write_npz
 from nnstudy.core.jsonio import write_json
 
 
 def main() -> None:
     study = params.load()
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.DREAMS_RESULTS, paths.RESULTS_DIR / "dreams", paths.FIGURES_DIR / "dreams")
     name, cfg = study.probing.network, study.probing.dreams
 
     backend.activate(study.backend)
@@ -45,7 +48,7 @@ def main() -> None:
         **summaries,
     })
     # The images as data: one row per (seed, class), one column per pixel.
-    np.savez_compressed(paths.writable(paths.RESULTS_DIR / "dreams" / f"{name}.npz"), **images)
+    write_npz(paths.RESULTS_DIR / "dreams" / f"{name}.npz", **images)
 
 
 if __name__ == "__main__":

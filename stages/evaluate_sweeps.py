@@ -12,6 +12,7 @@ from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
 from nnstudy.evaluation.headline import best_point, sweeps_headline
 from nnstudy.report.overlays import write_overlay
+from nnstudy.core.files import write_csv
 
 
 def main() -> None:
@@ -50,8 +51,7 @@ def main() -> None:
                                         for value, p in points.items()})
     write_json(paths.SWEEPS_METRICS, result)
     write_json(paths.SWEEPS_HEADLINE, sweeps_headline(result))
-    compare(pairs, test.labels, predictions, accuracies, alpha=study.stats.alpha).to_csv(
-        paths.writable(paths.SWEEP_COMPARISONS), index=False)
+    write_csv(compare(pairs, test.labels, predictions, accuracies, alpha=study.stats.alpha), paths.SWEEP_COMPARISONS)
 
 
 if __name__ == "__main__":

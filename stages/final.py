@@ -9,11 +9,15 @@ import time
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.core.files import check_writable, save_model, write_csv
 
 
 def main() -> None:
     study = params.load()
     best = read_json(paths.TUNE_BEST)
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.model_dir(paths.FINAL), paths.TRAIN_DIR / paths.FINAL, paths.timing_file("final"),
+                   *(paths.curve_file(metric, paths.FINAL) for metric in ("accuracy", "loss")))
 
     backend.activate(study.backend)
     from nnstudy.core.data import load_prepared
@@ -30,7 +34,7 @@ def main() -> None:
         live = open_live(paths.train_live_dir(paths.FINAL, seed))
         result = train(model, data, seed, live, study.diverged_loss, study.loop, label=f"final seed {seed}", stop=stop)
         record_summary(live, result)
-        result.network.save(paths.writable(paths.model_file(paths.FINAL, seed)))
+        save_model(result.network, paths.model_file(paths.FINAL, seed))
         histories.append(result.history)
         fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
         kept = result.kept_epoch
@@ -38,7 +42,7 @@ def main() -> None:
               f"(val accuracy {result.history['val_accuracy'][kept - 1]:.4f}), {result.fit_seconds:.1f} s")
 
     for metric, table in learning_curves(histories).items():
-        table.to_csv(paths.writable(paths.curve_file(metric, paths.FINAL)), index=False)
+        write_csv(table, paths.curve_file(metric, paths.FINAL))
     write_json(paths.timing_file("final"), {
         "backend": study.backend, "loop": study.loop, "fit_seconds": fit_seconds,
         "stage_seconds": round(time.time() - backend.process_start(), 2),

@@ -10,11 +10,14 @@ import numpy as np
 
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
+from nnstudy.core.files import check_writable
 from nnstudy.core.jsonio import write_json
 
 
 def main() -> None:
     study = params.load()
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.NONDIGIT_RESULTS, paths.FIGURES_DIR / "nondigit")
     name = study.probing.network
 
     backend.activate(study.backend)

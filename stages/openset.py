@@ -14,11 +14,15 @@ from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import write_json
 from nnstudy.evaluation.headline import openset_headline
+from nnstudy.core.files import check_writable, write_csv
 
 
 def main() -> None:
     study = params.load()
     cfg = study.probing.openset
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.OPENSET_RESULTS, paths.OPENSET_HEADLINE, paths.OPENSET_TRAIN_DIR,
+                   paths.PLOTS_DIR / "openset", paths.FIGURES_DIR / "openset")
 
     backend.activate(study.backend)
     from nnstudy.core.data import load_prepared
@@ -45,6 +49,7 @@ def main() -> None:
 
     is_known = np.tile(known_mask(data.test.labels, cfg.known), len(runs))
     result = {"known": list(cfg.known), "train_unknowns": list(cfg.train_unknowns), "tpr": cfg.tpr}
+    curves = {}
     for method in METHODS:
         per_seed = {paths.seed_name(s): run.metrics[method] for s, run in runs.items()}
         result[method] = {
@@ -56,10 +61,12 @@ def main() -> None:
         }
         # Every seed's scores pooled: one ROC curve per method for `dvc plots`.
         pooled = np.concatenate([run.scores[method] for run in runs.values()])
-        roc_table(pooled, is_known).to_csv(paths.writable(paths.PLOTS_DIR / "openset" / f"{method}.csv"), index=False)
+        curves[method] = roc_table(pooled, is_known)
+        write_csv(curves[method], paths.PLOTS_DIR / "openset" / f"{method}.csv")
     write_json(paths.OPENSET_RESULTS, result)
     write_json(paths.OPENSET_HEADLINE, openset_headline(result, METHODS))
-    save(open_set_roc({m: paths.PLOTS_DIR / "openset" / f"{m}.csv" for m in METHODS}, result),
+    # The tables themselves, not the CSV files: those are renamed into place only when the stage ends.
+    save(open_set_roc(curves, result),
          paths.FIGURES_DIR / "openset" / "roc.png")
 
 

@@ -1,10 +1,9 @@
 """DVC stage `prepare`: split the raw data into train/val/test, scale it, and summarise the splits."""
 
-import json
-
 from nnstudy.core import params, paths
 from nnstudy.core.data import load_raw, prepare, save_prepared, split_summary
 from nnstudy.core.errors import run_stage
+from nnstudy.core.jsonio import write_json
 
 
 def main() -> None:
@@ -13,8 +12,7 @@ def main() -> None:
     data = prepare(raw, cfg.data.test_fraction, cfg.data.val_fraction, cfg.seed)
     save_prepared(data, paths.PREPARED_DIR)
     summary = split_summary(data)
-    paths.SPLITS_SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    paths.SPLITS_SUMMARY.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(paths.SPLITS_SUMMARY, summary)
     sizes = ", ".join(f"{name} {split['size']}" for name, split in summary["splits"].items())
     print(f"prepared {raw.name}: {sizes} -> {paths.PREPARED_DIR}")
 

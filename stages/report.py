@@ -4,6 +4,7 @@ import pandas as pd
 
 from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
+from nnstudy.core.files import write_csv, write_text
 from nnstudy.core.jsonio import read_json, read_text
 from nnstudy.report.markdown import study_markdown, tuning_markdown, variant_table
 from nnstudy.report.plots import learning_curves, save, sweep_axis, variant_comparison, weight_violins
@@ -23,7 +24,7 @@ def main() -> None:
     comparisons = pd.read_csv(paths.COMPARISONS)
     table = variant_table(study, summary)
     paths.REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    table.to_csv(paths.REPORT_DIR / "variants.csv", index=False)
+    write_csv(table, paths.REPORT_DIR / "variants.csv")
 
     comparison = paths.FIGURES_DIR / "comparison.png"
     save(variant_comparison(table), comparison)
@@ -71,7 +72,7 @@ def main() -> None:
         # The transfer study's section, written by its own summarize stage.
         read_text(paths.TRANSFER_REPORT),
     ])
-    (paths.REPORT_DIR / "report.md").write_text(markdown, encoding="utf-8")
+    write_text(paths.REPORT_DIR / "report.md", markdown)
     print(f"report: {paths.REPORT_DIR / 'report.md'} ({len(table)} variants x {len(study.seeds)} seeds)")
 
 

@@ -11,6 +11,7 @@ from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
 from nnstudy.evaluation.headline import study_headline
+from nnstudy.core.files import write_csv
 from nnstudy.evaluation.runs import load_predictions
 from nnstudy.evaluation.stats import best_variant, compare, spread
 from nnstudy.report.overlays import write_overlay
@@ -69,7 +70,7 @@ def main() -> None:
     accuracies = {name: {seed: evaluated[name][paths.seed_name(seed)]["accuracy"] for seed in study.seeds}
                   for name in names}
     table = compare(pairs(study, summary), labels, predictions, accuracies, alpha=study.stats.alpha)
-    table.to_csv(paths.writable(paths.COMPARISONS), index=False)
+    write_csv(table, paths.COMPARISONS)
     write_json(paths.STUDY_HEADLINE, study_headline(summary, int(table["significant"].sum())))
     for metric in ("accuracy", "loss"):
         write_overlay(f"variants_{metric}", {name: paths.curve_file(metric, name) for name in names})

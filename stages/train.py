@@ -11,18 +11,23 @@ import time
 
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
-from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.core.jsonio import write_json
+from nnstudy.core.files import check_writable, save_model, write_csv
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variant", help="a key of `variants` in params.yaml")
     variant = parser.parse_args().variant
-    settings = read_json(paths.settings_file(variant))
-    model = params.model_from_settings(settings)
+    settings = params.read_settings(variant)
+    model = settings.model
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.model_dir(variant), paths.weights_file(variant, 0).parent, paths.TRAIN_DIR / variant,
+                   *(paths.curve_file(metric, variant) for metric in ("accuracy", "loss")),
+                   paths.timing_file(f"train_{variant}"))
 
     # Keras (and TensorFlow or JAX) only now: a bad setting fails in a fraction of a second.
-    backend.activate(settings["backend"])
+    backend.activate(settings.backend)
     from nnstudy.core.data import load_prepared
     from nnstudy.training.loop import learning_curves, open_live, record_summary, train
     from nnstudy.training.models import enable_determinism
@@ -30,13 +35,13 @@ def main() -> None:
 
     data = load_prepared()
     histories, fit_seconds, startup = [], {}, None
-    for seed in settings["seeds"]:
+    for seed in settings.seeds:
         enable_determinism(seed)
         live = open_live(paths.train_live_dir(variant, seed))
-        result = train(model, data, seed, live, settings["diverged_loss"], settings["loop"],
+        result = train(model, data, seed, live, settings.diverged_loss, settings.loop,
                        label=f"{variant} seed {seed}")
         record_summary(live, result)
-        result.network.save(paths.writable(paths.model_file(variant, seed)))
+        save_model(result.network, paths.model_file(variant, seed))
         save_weights(result.weights_before, result.weights_after, paths.weights_file(variant, seed))
         histories.append(result.history)
         startup = startup or result.built_at - backend.process_start()
@@ -46,9 +51,9 @@ def main() -> None:
               f"val accuracy {result.history['val_accuracy'][-1]:.4f}, {result.fit_seconds:.1f} s, {state}")
 
     for metric, table in learning_curves(histories).items():
-        table.to_csv(paths.writable(paths.curve_file(metric, variant)), index=False)
+        write_csv(table, paths.curve_file(metric, variant))
     write_json(paths.timing_file(f"train_{variant}"), {
-        "backend": settings["backend"], "loop": settings["loop"], "fit_seconds": fit_seconds,
+        "backend": settings.backend, "loop": settings.loop, "fit_seconds": fit_seconds,
         # Process start to data loaded and the first network built: what each stage pays up front.
         "startup_seconds": round(startup, 2),
         "stage_seconds": round(time.time() - backend.process_start(), 2),

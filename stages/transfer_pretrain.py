@@ -4,19 +4,20 @@ on the source classes (digits 0-4 by default). Its base's weights are what `weig
 With no run starting from it (ImageNet weights, or every run from scratch) it trains nothing.
 """
 
-import shutil
 import time
 
 from nnstudy.core import backend, paths
 from nnstudy.core.errors import DataError, run_stage
-from nnstudy.core.jsonio import read_json, write_json
-from nnstudy.transfer.params import PretrainParams, recipe_from_settings
+from nnstudy.core.files import check_writable, remove_tree, save_model
+from nnstudy.core.jsonio import write_json
+from nnstudy.transfer.params import PretrainParams, read_settings
 
 
 def main() -> None:
-    settings = read_json(paths.transfer_settings_file("pretrain"))
-    recipe = recipe_from_settings(settings)
-    shutil.rmtree(paths.TRANSFER_SOURCE_DIR, ignore_errors=True)
+    settings, recipe = read_settings("pretrain")
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.TRANSFER_SOURCE_DIR, paths.TRANSFER_PRETRAIN, paths.timing_file("transfer_pretrain"))
+    remove_tree(paths.TRANSFER_SOURCE_DIR)
     paths.TRANSFER_SOURCE_DIR.mkdir(parents=True)
     if not settings["needed"]:
         write_json(paths.TRANSFER_PRETRAIN, {"needed": False})
@@ -40,7 +41,7 @@ def main() -> None:
     for seed in settings["seeds"]:
         enable_determinism(seed)
         result = pretrain(recipe, PretrainParams(**settings["pretrain"]), task)
-        base_of(result.network).save_weights(paths.source_weights_file(seed))
+        save_model(base_of(result.network), paths.source_weights_file(seed))
         phase = result.phases[0]
         per_seed[paths.seed_name(seed)] = {
             "val_accuracy": result.history["val_accuracy"][phase.kept_epoch - 1],

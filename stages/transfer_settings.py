@@ -1,10 +1,9 @@
 """Stage transfer_settings: each transfer run's effective settings (and the source network's) in
 a file of its own, so a change to one key re-trains only the runs that inherit it."""
 
-import shutil
-
 from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
+from nnstudy.core.files import remove_others
 from nnstudy.core.jsonio import write_json
 from nnstudy.transfer.params import pretrain_settings, run_settings
 
@@ -12,11 +11,13 @@ from nnstudy.transfer.params import pretrain_settings, run_settings
 def main() -> None:
     study = params.load()
     transfer = study.transfer
-    shutil.rmtree(paths.TRANSFER_SETTINGS_DIR, ignore_errors=True)  # a removed run leaves no stale file
     for name in transfer.runs:
         write_json(paths.transfer_settings_file(name),
                    run_settings(transfer, name, study.seeds, study.backend, study.seed))
     write_json(paths.transfer_settings_file("pretrain"), pretrain_settings(transfer, study.seeds, study.backend))
+    # A removed run leaves no stale file; a file that cannot be removed is an error, not ignored.
+    remove_others(paths.TRANSFER_SETTINGS_DIR,
+                  {paths.transfer_settings_file(name) for name in [*transfer.runs, "pretrain"]})
     print(f"transfer settings: {len(transfer.runs)} runs x {len(study.seeds)} seeds on {study.backend}")
 
 

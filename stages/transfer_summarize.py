@@ -8,7 +8,6 @@ the arms against each other at every labels value, and every one-key change agai
 run. plots/overlays/transfer_arms.csv: the arms' validation curves, both phases, for one DVC chart.
 """
 
-import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -18,11 +17,12 @@ from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import read_json, write_json
 from nnstudy.evaluation.headline import transfer_headline
+from nnstudy.core.files import remove_tree, write_csv, write_text
 from nnstudy.evaluation.stats import compare, spread
 from nnstudy.report.overlays import write_overlay
 from nnstudy.report.plots import confusion_heatmap, save, sweep_axis
 from nnstudy.transfer.evaluate import confused_pairs, pooled_confusion
-from nnstudy.transfer.params import SWEEP_AXES, value_name
+from nnstudy.transfer.params import SWEEP_AXES, read_settings, value_name
 from nnstudy.transfer.report import (
     arms_figure, axis_points, axis_tables, comparison_pairs, confused_pairs_figure, curves_figure, transfer_markdown,
     zoo_figure,
@@ -63,7 +63,7 @@ def main() -> None:
     study = params.load()
     transfer = study.transfer
     confidence, alpha = study.stats.confidence, study.stats.alpha
-    settings = {name: read_json(paths.transfer_settings_file(name)) for name in transfer.runs}
+    settings = {name: read_settings(name)[0] for name in transfer.runs}
     runs = {name: summarize_run(name, settings[name], confidence) for name in transfer.runs}
     arms = transfer.arms
     arm_runs = {value_name("labels", labels): {arm: f"transfer_{arm}_{value_name('labels', labels)}" for arm in arms}
@@ -88,13 +88,13 @@ def main() -> None:
              if np.array_equal(labels_of[a], labels_of[b])]  # McNemar pairs the same test images only
     y_true = labels_of[reference]
     comparisons = compare(pairs, y_true, predictions, accuracies, alpha=alpha)
-    comparisons.to_csv(paths.writable(paths.TRANSFER_COMPARISONS), index=False)
+    write_csv(comparisons, paths.TRANSFER_COMPARISONS)
 
     data = read_json(paths.TRANSFER_DATA_SUMMARY)
     names = data["target"]["classes"][:runs[reference]["recipe"]["classes"] or None]
     ref_predictions = list(predictions[reference].values())
     pairs_table = confused_pairs(y_true, ref_predictions, names)
-    pairs_table.to_csv(paths.writable(paths.CONFUSED_PAIRS), index=False)
+    write_csv(pairs_table, paths.CONFUSED_PAIRS)
 
     summary = {"dataset": transfer.dataset, "model": transfer.base.model, "reference": reference,
                "arms": list(arms), "arm_runs": arm_runs, "runs": runs}
@@ -103,7 +103,7 @@ def main() -> None:
     write_overlay("transfer_arms", {run: paths.transfer_curve_file("accuracy", run)
                                     for by_arm in arm_runs.values() for run in by_arm.values()})
 
-    shutil.rmtree(paths.TRANSFER_FIGURES, ignore_errors=True)  # a removed sweep axis leaves no stale figure
+    remove_tree(paths.TRANSFER_FIGURES)  # a removed sweep axis leaves no stale figure
     figures = {"arms": paths.TRANSFER_FIGURES / "arms.png", "curves": paths.TRANSFER_FIGURES / "curves.png",
                "pairs": paths.TRANSFER_FIGURES / "confused_pairs.png", "zoo": paths.TRANSFER_FIGURES / "zoo.png"}
     save(arms_figure(arm_runs, runs, arms), figures["arms"])
@@ -127,7 +127,7 @@ def main() -> None:
 
     markdown = transfer_markdown(summary, comparisons, data, read_json(paths.TRANSFER_PRETRAIN), zoo, pairs_table,
                                  figures, tables, fit_seconds)
-    paths.writable(paths.TRANSFER_REPORT).write_text(markdown, encoding="utf-8")
+    write_text(paths.TRANSFER_REPORT, markdown)
     for labels, by_arm in arm_runs.items():
         print(f"transfer, {labels} labels per class: " + ", ".join(
             f"{arm} {runs[run]['accuracy']['mean'] * 100:.1f} %" for arm, run in by_arm.items()))

@@ -11,16 +11,20 @@ import time
 
 from nnstudy.core import backend, paths
 from nnstudy.core.errors import run_stage
-from nnstudy.core.jsonio import read_json, write_json
-from nnstudy.transfer.params import recipe_from_settings
+from nnstudy.core.jsonio import write_json
+from nnstudy.core.files import check_writable, save_model, write_csv
+from nnstudy.transfer.params import read_settings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a transfer run: transfer_<arm>_<labels> or transfer_sweep_<axis>_<value>")
     run = parser.parse_args().run
-    settings = read_json(paths.transfer_settings_file(run))
-    recipe = recipe_from_settings(settings)
+    settings, recipe = read_settings(run)
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.transfer_model_file(run, 0).parent, paths.TRANSFER_TRAIN_DIR / run,
+                   paths.transfer_predictions_file(run), paths.timing_file(run),
+                   *(paths.transfer_curve_file(metric, run) for metric in ("accuracy", "loss")))
 
     backend.activate(settings["backend"])
     import numpy as np
@@ -60,16 +64,16 @@ def main() -> None:
         live.make_summary()
         live.end()
         make_strict(paths.transfer_live_dir(run, seed))
-        result.network.save(paths.writable(paths.transfer_model_file(run, seed)))
+        save_model(result.network, paths.transfer_model_file(run, seed))
         histories.append(result.history)
         predictions[paths.seed_name(seed)] = predicted_labels(proba)
         fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
         phases = ", ".join(f"{p.name} {p.epochs_run} epochs (kept {p.kept_epoch})" for p in result.phases)
         print(f"{run} seed {seed}: {phases}; test accuracy {metrics['accuracy']:.4f}, {result.fit_seconds:.1f} s")
 
-    pd.DataFrame(predictions).to_csv(paths.writable(paths.transfer_predictions_file(run)), index=False)
+    write_csv(pd.DataFrame(predictions), paths.transfer_predictions_file(run))
     for metric, table in learning_curves(histories).items():
-        table.to_csv(paths.writable(paths.transfer_curve_file(metric, run)), index=False)
+        write_csv(table, paths.transfer_curve_file(metric, run))
     write_json(paths.timing_file(run), {
         "fit_seconds": fit_seconds, "startup_seconds": round(startup, 2),
         "stage_seconds": round(time.time() - backend.process_start(), 2),

@@ -14,6 +14,7 @@ import time
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import write_json
+from nnstudy.core.files import check_writable, write_csv
 
 # Enough digits to compare models, no more: timings vary by more than this from run to run.
 DECIMALS = {"size_mb": 2, "build_seconds": 2, "first_step_seconds": 2, "step_seconds": 4, "epoch_seconds": 2,
@@ -22,6 +23,8 @@ DECIMALS = {"size_mb": 2, "build_seconds": 2, "first_step_seconds": 2, "step_sec
 
 def main() -> None:
     study = params.load()
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.ZOO_TABLE, paths.timing_file("transfer_zoo"))
     transfer = study.transfer
     # Keras (and TensorFlow or JAX) only now: a bad setting fails in a fraction of a second.
     backend.activate(study.backend)
@@ -51,7 +54,7 @@ def main() -> None:
               f"({seconds[model]:.0f} s)", flush=True)
 
     table = pd.DataFrame(rows, columns=list(zoo.COLUMNS)).round(DECIMALS)
-    table.to_csv(paths.writable(paths.ZOO_TABLE), index=False)
+    write_csv(table, paths.ZOO_TABLE)
     write_json(paths.timing_file("transfer_zoo"), {
         "backend": study.backend, "model_seconds": seconds,
         "stage_seconds": round(time.time() - backend.process_start(), 2),

@@ -9,10 +9,13 @@ import time
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import write_json
+from nnstudy.core.files import check_writable, write_csv
 
 
 def main() -> None:
     study = params.load()
+    # Every output can be written (a read-only folder fails now, not after the training).
+    check_writable(paths.TUNER_WORKDIR, paths.TUNE_TRIALS, paths.TUNE_BEST, paths.timing_file("tune"))
 
     backend.activate(study.backend)
     from nnstudy.core.data import load_prepared
@@ -27,7 +30,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     table = trials_table(tuner)
-    table.to_csv(paths.writable(paths.TUNE_TRIALS), index=False)
+    write_csv(table, paths.TUNE_TRIALS)
     best = best_summary(tuner, study.tune)
     write_json(paths.TUNE_BEST, best)
     write_json(paths.timing_file("tune"), {"search_seconds": round(seconds, 2), "trials": len(table)})

@@ -307,7 +307,8 @@ def test_load_task_missing_file(tmp_path, digit_task, name):
 def test_load_task_damaged_files(tmp_path, digit_task):
     data.save_task(digit_task, tmp_path)
     (tmp_path / "target_train.npz").write_bytes(b"garbage")
-    with pytest.raises(DataError, match=rf"target_train\.npz: corrupt or truncated.*{HINT}"):
+    with pytest.raises(DataError, match=rf"target_train\.npz: not an \.npz file \(it does not start like a zip "
+                                        rf"archive\); {HINT}"):
         data.load_task(tmp_path)
     data.save_task(digit_task, tmp_path)
     (tmp_path / "classes.json").write_text('{"target": ["5"]}')

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from nnstudy.core import paths
 from nnstudy.core.errors import DataError, ParamError
+from nnstudy.core.files import write_npz
 from nnstudy.core.params import DATASETS, DataParams
 
 SPLITS = ("train", "val", "test")
@@ -233,10 +233,22 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
 def _read_npz(path: Path, required: tuple[str, ...], hint: str) -> dict[str, np.ndarray]:
     """Every array in an .npz file, or DataError naming the file if it is missing or damaged."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        with open(path, "rb") as file:
+            start = file.read(4)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found; {hint}") from None
+    # np.load takes anything that is not a zip for a pickle, and its error then advises loading it
+    # with allow_pickle=True: never the right advice for a damaged data file.
+    if start != b"PK\x03\x04":
+        raise DataError(f"{path}: not an .npz file (it does not start like a zip archive); {hint}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except ValueError as error:
+        if "pickle" not in str(error):
+            raise DataError(f"{path}: corrupt or truncated (ValueError: {error}); {hint}") from None
+        raise DataError(f"{path}: holds Python objects, not plain arrays (never written by this study); "
+                        f"{hint}") from None
     except Exception as error:  # a damaged file fails in zipfile, zlib or numpy's header parser alike
         raise DataError(f"{path}: corrupt or truncated ({type(error).__name__}: {error}); {hint}") from None
     missing = [key for key in required if key not in arrays]
@@ -245,15 +257,9 @@ def _read_npz(path: Path, required: tuple[str, ...], hint: str) -> dict[str, np.
     return arrays
 
 
-def _write_npz(path: Path, **arrays: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as file:  # an open file, so numpy never appends its own .npz suffix
-        np.savez_compressed(file, **arrays)
-
-
 def save_raw(ds: RawDataset, path: Path) -> None:
     test = {} if ds.x_test is None else {"x_test": ds.x_test, "y_test": ds.y_test}
-    _write_npz(path, x_train=ds.x_train, y_train=ds.y_train, name=np.array(ds.name), **test)
+    write_npz(path, x_train=ds.x_train, y_train=ds.y_train, name=np.array(ds.name), **test)
 
 
 def load_raw(path: Path) -> RawDataset:
@@ -272,7 +278,7 @@ def _split_file(folder: Path, name: str) -> Path:
 def save_prepared(data: PreparedData, folder: Path) -> None:
     for name in SPLITS:
         split: Split = getattr(data, name)
-        _write_npz(_split_file(folder, name), x=split.x, y=split.y, image_shape=np.array(data.image_shape))
+        write_npz(_split_file(folder, name), x=split.x, y=split.y, image_shape=np.array(data.image_shape))
 
 
 def _read_split(name: str, folder: Path) -> tuple[Split, tuple[int, int]]:

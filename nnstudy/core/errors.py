@@ -1,8 +1,10 @@
-"""The errors a user can fix: bad params, missing or corrupt data files.
+"""The errors a user can fix: bad params, missing or corrupt data files, a machine that cannot write.
 
 Stages turn these into a one-line message and exit code 2 instead of a traceback.
 """
 
+import errno
+import os
 import sys
 from collections.abc import Callable
 
@@ -12,17 +14,64 @@ class StudyError(Exception):
 
 
 class ParamError(StudyError):
-    """A value in params.yaml is missing, misspelt, of the wrong type or out of range."""
+    """A value in params.yaml (or in a settings file written from it) is missing, misspelt, of the
+    wrong type or out of range."""
 
 
 class DataError(StudyError):
     """A data file is missing, truncated, corrupt or cannot be downloaded."""
 
 
+class SetupError(StudyError):
+    """The environment cannot hold the study's files: no home folder, an unusable NNSTUDY_CACHE."""
+
+
+# The machine's faults a user can fix, by errno: what went wrong and what to do about it.
+WRITABLE = "make it writable for this user (chmod u+w, or check its owner) and re-run"
+MACHINE_FAULTS = {
+    errno.EACCES: ("permission denied", WRITABLE),
+    errno.EPERM: ("operation not permitted", WRITABLE),
+    errno.ENOSPC: ("no space left on the device", "free some space (`dvc gc`, `df -h` shows where) and re-run"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space within your quota and re-run"),
+    errno.EROFS: ("read-only file system", "work in a clone on a writable file system, or remount it read-write"),
+}
+
+
+def machine_fault(error: OSError) -> str | None:
+    """One line for an OSError the user can fix (naming the path, the cause and the remedy), else None."""
+    if error.errno not in MACHINE_FAULTS:
+        return None
+    cause, remedy = MACHINE_FAULTS[error.errno]
+    where = error.filename if error.filename is not None else "a file this stage writes"
+    return f"{where}: {cause}; {remedy}"
+
+
+def fail(message: str) -> None:
+    """Print `error: message` and end the process with exit code 2, at once.
+
+    os._exit, not sys.exit: a stage that imported DVCLive holds dvc and dulwich objects whose
+    finalisers can run during interpreter shutdown, and the issue's probes saw "Exception ignored
+    ... sys.meta_path is None" blocks printed under a failure. Exiting at once rules them out.
+    Nothing is left to save on this path: the stage's outputs are written atomically
+    (nnstudy.core.files), so there is no half-written file to flush.
+    """
+    sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    os._exit(2)
+
+
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); a StudyError becomes `error: ...` on stderr and exit code 2."""
+    """Run a stage's main(), its outputs replaced together at the end; a StudyError or a machine
+    fault becomes `error: ...` on stderr and exit code 2, and leaves the old outputs."""
+    from nnstudy.core.files import all_or_nothing
+
     try:
-        main()
+        with all_or_nothing():
+            main()
     except StudyError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(error))
+    except OSError as error:
+        message = machine_fault(error)
+        if message is None:
+            raise
+        fail(message)

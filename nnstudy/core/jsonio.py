@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnstudy.core.errors import DataError
+from nnstudy.core.files import write_text
 
 
 def to_plain(value: Any) -> Any:
@@ -24,9 +25,8 @@ def to_plain(value: Any) -> Any:
 
 
 def write_json(path: Path, content: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_plain(content), indent=2, sort_keys=True, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    write_text(path, text + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -461,9 +461,7 @@ def parse(raw: Any) -> Params:
     space["batch_sizes"] = space.pop("batch_size", ())
     tune = TuneParams(**tune_raw, **space)
 
-    if top["loop"] == "compiled" and top["backend"] != "jax":
-        raise ParamError(f"loop: 'compiled' runs on the JAX backend only (backend is {top['backend']!r}); "
-                         "set `loop: fit` or `backend: jax`")
+    check_loop(top["backend"], top["loop"])
     stats = StatsParams(**top["stats"])
     known = [*variants, FINAL]
     for where, name in [("stats.base", stats.base)] + [
@@ -563,9 +561,62 @@ def effective_settings(params: Params, name: str) -> dict[str, Any]:
     }
 
 
+SETTINGS_SCHEMA: dict[str, Check] = {
+    "variant": text,
+    "model": lambda key, value: check_mapping(key, value, MODEL_SCHEMA),
+    "seeds": seed_list,
+    "backend": choice(BACKENDS),
+    "loop": choice(LOOPS),
+    "diverged_loss": number(0.0, low_open=True),
+}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A settings file (results/settings/<variant>.json), checked: what train@<variant> runs."""
+    variant: str
+    model: ModelParams
+    seeds: tuple[int, ...]
+    backend: str
+    loop: str
+    diverged_loss: float
+
+
+def check_loop(backend: str, loop: str) -> None:
+    if loop == "compiled" and backend != "jax":
+        raise ParamError(f"loop: 'compiled' runs on the JAX backend only (backend is {backend!r}); "
+                         "set `loop: fit` or `backend: jax`")
+
+
+def settings_from_mapping(settings: Any) -> RunSettings:
+    """A settings file's content checked in full, with the validators of params.yaml (the file
+    may be edited by hand): its shape, every key and type, the seeds, backend and loop."""
+    checked = check_mapping("", settings, SETTINGS_SCHEMA)
+    model = ModelParams(**checked["model"])
+    check_formulation("model", model)
+    check_loop(checked["backend"], checked["loop"])
+    return RunSettings(**(checked | {"model": model}))
+
+
 def model_from_settings(settings: Mapping[str, Any]) -> ModelParams:
-    """The ModelParams a settings file stands for (checked again: the file may be edited by hand)."""
-    where = f"{settings.get('variant', '?')}"
-    model = ModelParams(**check_mapping(where, settings["model"], MODEL_SCHEMA))
-    check_formulation(where, model)
-    return model
+    """The ModelParams a settings file stands for (the whole file checked)."""
+    return settings_from_mapping(settings).model
+
+
+def read_settings(name: str) -> RunSettings:
+    """train@<name>'s settings file, checked; a problem is one line naming the file and the key."""
+    from nnstudy.core.jsonio import read_json  # jsonio pulls in NumPy: only the stages need it
+
+    path = paths.settings_file(name)
+    if not path.is_file():
+        variant(load(), name)  # a name params.yaml does not define gets the list of those it does
+        raise ParamError(f"{path}: missing; run `dvc repro settings` to write it")
+    try:
+        settings = settings_from_mapping(read_json(path))
+    except ParamError as error:
+        raise ParamError(f"{path}: {error}; fix it, or run `dvc repro settings` to rewrite it "
+                         "from params.yaml") from None
+    if settings.variant != name:
+        raise ParamError(f"{path}: variant: the file is for {settings.variant!r}, not {name!r}; "
+                         "run `dvc repro settings` to rewrite it")
+    return settings

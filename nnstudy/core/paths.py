@@ -10,6 +10,9 @@ tables; the report and the gate read them). `data/` and `models/` are DVC-cached
 import os
 from pathlib import Path
 
+from nnstudy.core.errors import SetupError
+from nnstudy.core.files import check_writable
+
 PARAMS = Path("params.yaml")
 
 RAW_DATA = Path("data/raw/dataset.npz")
@@ -153,14 +156,34 @@ def timing_file(stage: str) -> Path:
 
 
 def cache_dir() -> Path:
-    """Kept between runs, outside the repository (downloads, compiled XLA programs).
+    """Kept between runs, outside the repository (downloads, compiled XLA programs), created here.
 
-    NNSTUDY_CACHE overrides ~/.cache/nnstudy.
+    NNSTUDY_CACHE overrides ~/.cache/nnstudy. A cache that cannot be used (no home folder, a file
+    in its place, a folder this user cannot write) is a SetupError naming it and what to set.
     """
-    return Path(os.environ.get("NNSTUDY_CACHE") or Path.home() / ".cache" / "nnstudy")
-
-
-def writable(path: Path) -> Path:
-    """The path, with its folder created: for writers that do not make their own folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    chosen = os.environ.get("NNSTUDY_CACHE")
+    if chosen:
+        folder, where = Path(chosen), f"NNSTUDY_CACHE={chosen}"
+    else:
+        home_env = os.environ.get("HOME")
+        try:
+            # Without HOME, Python asks the user database; "" or a relative HOME would put the
+            # cache inside whatever folder the stage runs in (the repository).
+            home = Path.home() if home_env is None or os.path.isabs(home_env) else None
+        except RuntimeError:  # no HOME and no user database entry
+            home = None
+        if home is None:
+            state = "unset" if home_env is None else f"{home_env!r}, not an absolute path"
+            raise SetupError(f"no home folder for the study's cache (HOME is {state}); set HOME, or "
+                             "NNSTUDY_CACHE to a writable folder (e.g. NNSTUDY_CACHE=/tmp/nnstudy-cache)")
+        folder = home / ".cache" / "nnstudy"
+        where = f"the cache {folder}"
+    if folder.exists() and not folder.is_dir():
+        raise SetupError(f"{where}: is a file, not a folder; set NNSTUDY_CACHE to a folder (or remove the file)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        check_writable(folder)
+    except OSError as error:
+        raise SetupError(f"{where}: cannot be written ({error.strerror}); "
+                         "set NNSTUDY_CACHE to a writable folder") from None
+    return folder

@@ -9,6 +9,7 @@ from nnstudy.core import paths
 from nnstudy.core.data import Split
 from nnstudy.core.errors import DataError
 from nnstudy.core.params import ModelParams
+from nnstudy.core.files import write_csv
 from nnstudy.evaluation.metrics import classification_metrics, predicted_labels
 
 
@@ -28,7 +29,7 @@ def per_seed_metrics(labels: np.ndarray, probas: dict[int, np.ndarray], model: M
 def save_predictions(name: str, labels: np.ndarray, probas: dict[int, np.ndarray]) -> None:
     """Test labels and each seed's predicted labels, one row per test example: what McNemar pairs."""
     table = pd.DataFrame({"label": labels, **{paths.seed_name(s): predicted_labels(p) for s, p in probas.items()}})
-    table.to_csv(paths.writable(paths.predictions_file(name)), index=False)
+    write_csv(table, paths.predictions_file(name))
 
 
 def load_predictions(name: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from nnstudy.core import paths
+from nnstudy.core.files import write_csv
 
 OVERLAYS_DIR = paths.PLOTS_DIR / "overlays"
 
@@ -28,6 +29,6 @@ def overlay_file(name: str) -> Path:
 
 
 def write_overlay(name: str, curves: Mapping[str, Path], columns: tuple[str, ...] = ("validation",)) -> Path:
-    path = paths.writable(overlay_file(name))
-    overlay_table(curves, columns).to_csv(path, index=False)
+    path = overlay_file(name)
+    write_csv(overlay_table(curves, columns), path)
     return path

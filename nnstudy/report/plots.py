@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from nnstudy.core.files import atomic
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
@@ -17,9 +19,9 @@ VIOLIN_SAMPLE = 20_000
 
 
 def save(figure: plt.Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     # No timestamp in the PNG, so an unchanged figure stays byte-identical.
-    figure.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    with atomic(path) as temporary:
+        figure.savefig(temporary, dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(figure)
 
 
@@ -147,11 +149,10 @@ def learning_curves(curves: dict[str, pd.DataFrame], title: str) -> plt.Figure:
     return figure
 
 
-def open_set_roc(curves: dict[str, Path], result: dict) -> plt.Figure:
+def open_set_roc(curves: dict[str, pd.DataFrame], result: dict) -> plt.Figure:
     """Known-vs-unknown ROC of every open-set method (seeds pooled), AUROC mean ± CI in the legend."""
     figure, axes = plt.subplots(figsize=(6, 6))
-    for method, path in curves.items():
-        table = pd.read_csv(path)
+    for method, table in curves.items():
         auroc = result[method]["summary"]["auroc"]
         half = (auroc["ci_high"] - auroc["ci_low"]) / 2 if auroc.get("ci_low") is not None else 0.0
         axes.plot(table["fpr"], table["tpr"], lw=1.5, label=f"{method} (AUROC {auroc['mean']:.3f} ± {half:.3f})")

@@ -1,6 +1,5 @@
 """Hyperband search over the network's hyperparameters with keras-tuner."""
 
-import shutil
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from sklearn.metrics import f1_score
 
 from nnstudy.core.data import PreparedData, Split
 from nnstudy.core.errors import StudyError
+from nnstudy.core.files import remove_tree
 from nnstudy.training.models import build_model
 from nnstudy.core.params import ModelParams, TuneParams
 
@@ -95,7 +95,7 @@ def make_tuner(base: ModelParams, space: TuneParams, data: PreparedData, seed: i
         return build_model(model, data.train.x.shape[1], data.num_classes, seed)
 
     # A re-run never resumes stale trials: the folder is wiped and the tuner told to overwrite.
-    shutil.rmtree(workdir, ignore_errors=True)
+    remove_tree(workdir)
     return StudyHyperband(
         build,
         objective=kt.Objective(space.objective, direction="max"),

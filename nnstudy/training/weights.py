@@ -6,15 +6,15 @@ from pathlib import Path
 import numpy as np
 
 from nnstudy.core.errors import DataError
+from nnstudy.core.files import write_npz
 
 Snapshot = dict[str, np.ndarray]  # 'hidden_1/kernel' -> array
 
 
 def save_weights(before: Snapshot, after: Snapshot, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"before/{name}": w for name, w in before.items()}
     arrays |= {f"after/{name}": w for name, w in after.items()}
-    np.savez_compressed(path, **arrays)
+    write_npz(path, **arrays)
 
 
 def load_weights(path: Path) -> dict[str, Snapshot]:

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from nnstudy.core import paths
-from nnstudy.core.data import SPLITS, PreparedData, _read_npz, _stratified_split, _write_npz, cached_download
+from nnstudy.core.data import SPLITS, PreparedData, _read_npz, _stratified_split, cached_download
 from nnstudy.core.errors import DataError
+from nnstudy.core.files import write_npz, write_text
 
 CIFAR100_FILE = "cifar-100-python.tar.gz"
 CIFAR100_MEMBERS = ("train", "test", "meta")  # each a pickle under cifar-100-python/
@@ -209,15 +210,15 @@ def cifar100_task(train: ImageSet, test: ImageSet, names: tuple[str, ...], sourc
 # --- save and load ---
 
 def save_task(data: TransferData, folder: Path) -> None:
-    """One compressed .npz per split and classes.json with the class names."""
+    """One .npz per split and classes.json with the class names."""
     for name in TASK_SPLITS:
         images: ImageSet | None = getattr(data, name)
         if images is None:
             (folder / f"{name}.npz").unlink(missing_ok=True)  # a stale source must not outlive its task
         else:
-            _write_npz(folder / f"{name}.npz", x=images.x, y=images.y)
+            write_npz(folder / f"{name}.npz", x=images.x, y=images.y)
     classes = {"source": list(data.source_names), "target": list(data.target_names)}
-    (folder / "classes.json").write_text(json.dumps(classes, indent=2) + "\n", encoding="utf-8")
+    write_text(folder / "classes.json", json.dumps(classes, indent=2) + "\n")
 
 
 def load_task(folder: Path) -> TransferData:

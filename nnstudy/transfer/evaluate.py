@@ -4,6 +4,7 @@ unreadable; the pairs are not)."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,9 @@ from sklearn.metrics import confusion_matrix, top_k_accuracy_score
 from nnstudy.evaluation.metrics import classification_metrics, per_class_metrics
 from nnstudy.transfer.data import TransferData, as_float, labelled_subset, select_classes
 from nnstudy.transfer.params import Recipe
-from nnstudy.transfer.training import Task
+
+if TYPE_CHECKING:  # training imports Keras; transfer_summarize reads these measures without it
+    from nnstudy.transfer.training import Task
 
 TOP_K = 5
 
@@ -24,7 +27,7 @@ class TestSet:
 
 
 def target_task(data: TransferData, recipe: Recipe, subset_seed: int,
-                val_per_class: int = 0) -> tuple[Task, TestSet, tuple[str, ...]]:
+                val_per_class: int = 0) -> tuple["Task", TestSet, tuple[str, ...]]:
     """The recipe's target task: its first `classes` classes, `labels` training labels per class
     and `val_per_class` validation examples per class (the same examples for every seed and arm:
     subset_seed is the study's split seed)."""
@@ -38,6 +41,8 @@ def target_task(data: TransferData, recipe: Recipe, subset_seed: int,
         train = labelled_subset(train, recipe.labels, subset_seed)
     if val_per_class:
         val = labelled_subset(val, val_per_class, subset_seed)
+    from nnstudy.transfer.training import Task  # Keras: the caller has activated the backend
+
     task = Task(as_float(train), train.y, as_float(val), val.y, len(names))
     return task, TestSet(as_float(test), test.y), names
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from nnstudy.core.errors import ParamError
 from nnstudy.core.params import (
-    _describe, boolean, check_mapping, choice, integer, list_of, number, text,
+    BACKENDS, Check, _describe, boolean, check_mapping, choice, integer, list_of, number, seed_list, text,
 )
 
 # Every model the study knows, with the smallest square input it accepts (include_top=False).
@@ -144,6 +144,9 @@ RECIPE_SCHEMA = {
     "patience": integer(0),
 }
 
+PRETRAIN_SCHEMA = {"epochs": integer(1), "batch_size": integer(1), "learning_rate": number(0.0, low_open=True),
+                   "patience": integer(0)}
+
 SCHEMA = {
     "dataset": choice(DATASETS),
     "cifar100_url": text,
@@ -156,9 +159,7 @@ SCHEMA = {
     "augment_factor": number(0.0, 1.0, low_open=True),
     **{key: RECIPE_SCHEMA[key] for key in RECIPE_SCHEMA if key != "labels"},
     "labels": list_of(_count_or_all),
-    "pretrain": lambda key, value: check_mapping(key, value, {
-        "epochs": integer(1), "batch_size": integer(1), "learning_rate": number(0.0, low_open=True),
-        "patience": integer(0)}),
+    "pretrain": lambda key, value: check_mapping(key, value, PRETRAIN_SCHEMA),
     "arms": lambda key, value: value,
     "sweeps": lambda key, value: value,
     "zoo": lambda key, value: value,
@@ -280,14 +281,69 @@ def pretrain_settings(transfer: TransferParams, seeds: tuple[int, ...], backend:
     }
 
 
-def recipe_from_settings(settings: dict) -> Recipe:
-    """The Recipe a settings file stands for (checked again: the file may be edited by hand)."""
-    where = f"transfer run {settings.get('run', '?')}"
-    values = check_mapping(where, settings["recipe"], RECIPE_SCHEMA)
-    recipe = Recipe(**values)
+def _optional(check: Check) -> Check:
+    return lambda key, value: None if value is None else check(key, value)
+
+
+# The files the transfer_settings stage writes (results/transfer/settings/<run>.json and
+# pretrain.json), checked again in full when read: they may be edited by hand.
+RUN_SETTINGS_SCHEMA = {
+    "run": text,
+    "arm": _optional(text),
+    "axis": _optional(choice(SWEEP_AXES)),
+    "value": lambda key, value: value,  # checked below against its axis
+    "recipe": lambda key, value: check_mapping(key, value, RECIPE_SCHEMA),
+    "augmentations": list_of(choice(AUGMENTATIONS)),
+    "augment_factor": number(0.0, 1.0, low_open=True),
+    "val_per_class": _count_or_all,
+    "seeds": seed_list,
+    "subset_seed": integer(0),
+    "backend": choice(BACKENDS),
+}
+
+PRETRAIN_SETTINGS_SCHEMA = {
+    "run": choice(("pretrain",)),
+    "needed": boolean,
+    "recipe": lambda key, value: check_mapping(key, value, RECIPE_SCHEMA),
+    "pretrain": lambda key, value: check_mapping(key, value, PRETRAIN_SCHEMA),
+    "seeds": seed_list,
+    "backend": choice(BACKENDS),
+}
+
+
+def recipe_from_settings(settings: Any) -> Recipe:
+    """The Recipe a settings file stands for, the whole file checked (it may be edited by hand)."""
+    pretrain = isinstance(settings, dict) and settings.get("run") == "pretrain"
+    checked = check_mapping("", settings, PRETRAIN_SETTINGS_SCHEMA if pretrain else RUN_SETTINGS_SCHEMA)
+    if not pretrain and checked["axis"] is not None:
+        RECIPE_SCHEMA[checked["axis"]]("value", checked["value"])
+    recipe = Recipe(**checked["recipe"])
     if recipe.input_size < MIN_INPUT_SIZE[recipe.model]:
-        raise ParamError(f"{where}: input_size {recipe.input_size} is below {recipe.model}'s minimum")
+        raise ParamError(f"recipe.input_size: {recipe.input_size} is below {recipe.model}'s minimum "
+                         f"of {MIN_INPUT_SIZE[recipe.model]}")
     return recipe
+
+
+def read_settings(name: str) -> tuple[dict, Recipe]:
+    """A transfer run's settings file (or `pretrain`'s), checked in full, and its Recipe; a problem is
+    one line naming the file and the key."""
+    from nnstudy.core import params, paths
+    from nnstudy.core.jsonio import read_json  # jsonio pulls in NumPy: only the stages need it
+
+    path = paths.transfer_settings_file(name)
+    if not path.is_file():
+        if name != "pretrain":
+            run_settings(params.load().transfer, name, (), "jax", 0)  # an unknown run: the runs there are
+        raise ParamError(f"{path}: missing; run `dvc repro transfer_settings` to write it")
+    settings = read_json(path)
+    try:
+        recipe = recipe_from_settings(settings)
+        if settings["run"] != name:
+            raise ParamError(f"run: the file is for {settings['run']!r}, not {name!r}")
+    except ParamError as error:
+        raise ParamError(f"{path}: {error}; fix it, or run `dvc repro transfer_settings` to rewrite it "
+                         "from params.yaml") from None
+    return settings, recipe
 
 
 def steps_per_epoch(examples: int, batch_size: int) -> int:
