@@ -113,8 +113,12 @@ def old_rule_fails(baseline: dict[str, Entry], current: dict[str, Entry]) -> lis
     return fails
 
 
-def new_rule_fails(baseline: dict[str, Entry], current: dict[str, Entry]) -> list[str]:
-    return [row.name for row in gate(baseline, current, TOLERANCE, ALPHA) if row.failed]
+def new_rule_fails(baseline: dict[str, Entry], current: dict[str, Entry], bands: dict | None = None) -> list[str]:
+    rows = gate(baseline, current, TOLERANCE, ALPHA)
+    for row in rows:
+        if bands is not None and row.band is not None:
+            bands.setdefault(row.baseline.family, []).append(row.band.points)
+    return [row.name for row in rows if row.failed]
 
 
 def main() -> None:
@@ -122,6 +126,8 @@ def main() -> None:
     parser.add_argument("--study", action="append", required=True, metavar="LABEL=FOLDER:SEEDS")
     parser.add_argument("--plant", action="append", default=[], metavar="ENTRY=BROKEN")
     parser.add_argument("--draws", type=int, default=DRAWS)
+    parser.add_argument("--seeds-per-study", type=int, default=SEEDS_PER_STUDY,
+                        help="seeds of each random draw's baseline and current study (the replicates keep 3)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "gate_calibration.json")
     args = parser.parse_args()
 
@@ -136,11 +142,13 @@ def main() -> None:
             studies[f"{label}{{{','.join(map(str, chunk))}}}"] = chunk
     pool = merge(pools)
     all_seeds = sorted({s for chunk in studies.values() for s in chunk})
-    plants = dict(p.split("=", 1) for p in args.plant)
-    broken = set(plants.values())
-    names = [n for n, e in pool.items() if n not in broken and set(all_seeds) <= set(e["seeds"])]
+    plants = [tuple(p.split("=", 1)) for p in args.plant]
+    broken = {bad for _, bad in plants}
+    # A broken variant trained on some seeds only (a plant) is not gated itself; one that is a
+    # study entry (the frozen arm standing in for a base frozen by mistake) is.
+    names = [n for n, e in pool.items() if set(all_seeds) <= set(e["seeds"])]
     names = [n for n in names if n != FINAL] + ([FINAL] if FINAL in names else [])
-    missing = sorted(n for n, e in pool.items() if n not in broken and n not in names)
+    missing = sorted(n for n in pool if n not in names and n not in broken)
     if missing:
         print(f"calibration: left out (not trained on every seed): {', '.join(missing)}", file=sys.stderr)
 
@@ -153,20 +161,22 @@ def main() -> None:
 
     # 2.-4. Random disjoint draws.
     rng = np.random.default_rng(0)
-    draws = [tuple(map(tuple, np.sort(rng.permutation(all_seeds)[:2 * SEEDS_PER_STUDY].reshape(2, -1)).tolist()))
+    per = args.seeds_per_study
+    draws = [tuple(map(tuple, np.sort(rng.permutation(all_seeds)[:2 * per].reshape(2, -1)).tolist()))
              for _ in range(args.draws)]
     new_alarms = old_alarms = 0
+    bands: dict[str, list[float]] = {}
     per_entry = dict.fromkeys(names, 0)
-    caught = {f"{entry}={bad}": 0 for entry, bad in plants.items()}
+    caught = {f"{entry}={bad}": 0 for entry, bad in plants}
     plant_draws = dict.fromkeys(caught, 0)
     for sa, sb in draws:
         base, cur = summary(pool, sa, names), summary(pool, sb, names)
-        fails = new_rule_fails(base, cur)
+        fails = new_rule_fails(base, cur, bands)
         new_alarms += bool(fails)
         old_alarms += bool(old_rule_fails(base, cur))
         for name in fails:
             per_entry[name] += 1
-        for entry, bad in plants.items():
+        for entry, bad in plants:
             if not set(sb) <= set(pool[bad]["seeds"]):
                 continue  # the broken variant was not trained on these seeds
             key = f"{entry}={bad}"
@@ -188,7 +198,7 @@ def main() -> None:
         verdicts[name] = hits / len(draws)
 
     differences = {}
-    for entry, bad in plants.items():
+    for entry, bad in plants:
         good = [pool[entry]["seeds"][s][0] for s in all_seeds]
         worse = [a for a, _ in pool[bad]["seeds"].values()]
         differences[f"{entry}={bad}"] = round((statistics.median(worse) - statistics.median(good)) * 100, 2)
@@ -197,21 +207,25 @@ def main() -> None:
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m bench.gate_calibration " + " ".join(sys.argv[1:]),
         "studies": {label: list(seeds) for label, seeds in studies.items()},
-        "entries_gated": len(names),
+        "entries_gated": names,
         "families": sorted({pool[n]["family"] for n in names}),
         "replicate_pairs": len(replicates),
         "replicate_pairs_with_a_false_alarm": {"new_rule": sum(bool(r["new_rule_fails"]) for r in replicates),
                                                "old_rule": sum(bool(r["old_rule_fails"]) for r in replicates)},
         "replicates": replicates,
         "random_draws": len(draws),
+        "seeds_per_study_in_draws": per,
         "family_wise_false_alarm_rate": {"new_rule": new_alarms / len(draws), "old_rule": old_alarms / len(draws),
                                          "target": ALPHA},
+        "detectable_drop_points": {
+            "what": "the median band per family: a drop of the median accuracy larger than this fails",
+            **{family: round(float(np.median(values)), 2) for family, values in sorted(bands.items())}},
         "false_alarms_per_entry": {n: c / len(draws) for n, c in per_entry.items() if c},
         "planted_regressions": {key: {"median_drop_points": differences[key], "draws": plant_draws[key],
                                       "caught_rate": caught[key] / plant_draws[key] if plant_draws[key] else None}
                                 for key in caught},
         "verdict_self_comparison": {
-            "rule": "Welch p < 0.05 (before Holm) and every seed moving the same way, 3 vs 3 disjoint seeds",
+            "rule": f"Welch p < 0.05 (before Holm) and every seed moving the same way, {per} vs {per} disjoint seeds",
             "rate_per_entry": {n: round(r, 4) for n, r in verdicts.items()},
             "mean_rate": round(float(np.mean(list(verdicts.values()))), 4) if verdicts else None,
             "nominal": ALPHA,
