@@ -5,6 +5,10 @@
     python3 run.py test      # the test suite
     python3 run.py check     # the regression gate: reproduced metrics vs the committed baseline
     python3 run.py bench     # time the study from clean (writes bench/results.json)
+    python3 run.py worker --workers N --index I   # this machine's share of the study (README: Working as a team)
+
+With a DVC remote configured, `study` runs `dvc repro --pull`: whatever the remote (or its
+run-cache) already holds is pulled instead of retrained.
 
 Any further arguments go to the underlying command (e.g. `python3 run.py test -k params`).
 """
@@ -27,7 +31,14 @@ COMMANDS = {
     "test": ["python", "-m", "pytest", "-q"],
     "check": ["python", "-m", "nnstudy.check"],
     "bench": ["python", "-m", "bench.study"],
+    "worker": ["python", "-m", "nnstudy.share", "worker"],
 }
+
+
+def study_command(env: dict[str, str]) -> list[str]:
+    """`dvc repro`, or `dvc repro --pull` when a DVC remote is configured (pull rather than retrain)."""
+    remotes = subprocess.run(["dvc", "remote", "list"], cwd=ROOT, env=env, capture_output=True, text=True)
+    return ["dvc", "repro", "--pull"] if remotes.returncode == 0 and remotes.stdout.strip() else ["dvc", "repro"]
 
 
 def ensure_venv() -> None:
@@ -51,7 +62,7 @@ def main() -> int:
         sys.exit(f"usage: python3 run.py {{{'|'.join(COMMANDS)}}} [args...]")
     ensure_venv()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(VENV))
-    command = COMMANDS[sys.argv[1]] + sys.argv[2:]
+    command = (study_command(env) if sys.argv[1] == "study" else COMMANDS[sys.argv[1]]) + sys.argv[2:]
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 
