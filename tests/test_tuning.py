@@ -15,6 +15,8 @@ import yaml
 from sklearn.metrics import f1_score
 
 from nnstudy.training.models import build_model, enable_determinism
+from nnstudy.core.errors import StudyError
+from nnstudy.training import distributed
 from nnstudy.training.tuning import ValidationMacroF1, macro_f1, tuned_model
 from study_helpers import ROOT, small_params
 
@@ -89,3 +91,17 @@ def test_hyperband_on_two_workers_runs_every_trial_once(tmp_path):
     assert set(ran) == {"worker0", "worker1"} and all(ran.values()), ran
     assert sorted(int(t) for t in ran["worker0"] + ran["worker1"]) == sorted(table["trial_id"].astype(int)), ran
     assert set(best) == set(alone_best) and best["value"] == table["objective"].max()
+
+
+def test_roles_come_from_keras_tuners_environment(monkeypatch):
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.setenv(name, "")  # recorded, so that what become_chief sets is undone after the test
+        monkeypatch.delenv(name)
+    monkeypatch.setenv(distributed.LISTEN, "0.0.0.0:8123")
+    assert not distributed.is_worker()
+    assert distributed.become_chief() == ("0.0.0.0", 8123) and not distributed.is_worker()
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "lab-b")
+    assert distributed.is_worker()
+    monkeypatch.setenv(distributed.LISTEN, "8123")
+    with pytest.raises(StudyError, match="NNSTUDY_TUNE_LISTEN: expected host:port"):
+        distributed.become_chief()

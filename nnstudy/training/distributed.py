@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from nnstudy.core.errors import StudyError
+
 CHIEF = "chief"
 LISTEN = "NNSTUDY_TUNE_LISTEN"   # host:port the chief listens on; default 127.0.0.1 and a free port
 
@@ -38,7 +40,7 @@ def become_chief() -> tuple[str, int]:
     """Set this process's keras-tuner environment to the chief's; the address it will serve on."""
     host, _, port = os.environ.get(LISTEN, "").rpartition(":")
     if os.environ.get(LISTEN) and not (host and port.isdigit()):
-        raise ValueError(f"{LISTEN}: expected host:port, got {os.environ[LISTEN]!r}")
+        raise StudyError(f"{LISTEN}: expected host:port (e.g. 0.0.0.0:8000), got {os.environ[LISTEN]!r}")
     host, port = host or "127.0.0.1", int(port) if port else free_port()
     os.environ.update(KERASTUNER_TUNER_ID=CHIEF, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=str(port))
     return host, port
@@ -79,5 +81,5 @@ def local_workers(count: int, host: str, port: int, cwd: Path = Path(".")) -> It
                 worker.kill()
     failed = [w.returncode for w in workers if w.returncode]
     if failed:
-        raise RuntimeError(f"tune: {len(failed)} of {count} workers failed (exit codes {failed})")
+        raise StudyError(f"tune: {len(failed)} of {count} workers failed (exit codes {failed}); see their errors above")
 
