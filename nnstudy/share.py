@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -198,11 +199,18 @@ def stage_graph(root: Path = Path(".")) -> tuple[dict[str, set[str]], dict[str, 
 
     with Repo(str(root)) as repo:
         graph = repo.index.graph
-        deps = {stage.addressing: set() for stage in graph.nodes}
+        deps = {name(repo, stage): set() for stage in graph.nodes}
         for stage, dep in graph.edges:  # DVC's edges run from a stage to the stage it depends on
-            deps[stage.addressing].add(dep.addressing)
-        outs = {stage.addressing: [str(out.def_path) for out in stage.outs] for stage in graph.nodes}
+            deps[name(repo, stage)].add(name(repo, dep))
+        outs = {name(repo, stage): [str(out.def_path) for out in stage.outs] for stage in graph.nodes}
     return deps, outs
+
+
+def name(repo, stage) -> str:
+    """The stage's `dvc repro` name from the repository root (DVC's `addressing` is relative to the
+    current folder: 'train@batch_mini' there, 'other/dvc.yaml:train@batch_mini' elsewhere)."""
+    where = os.path.relpath(stage.path, repo.root_dir)
+    return stage.name if where == "dvc.yaml" else f"{where}:{stage.name}"
 
 
 def timing_of(outs: Mapping[str, list[str]], root: Path = Path(".")) -> dict[str, float]:
@@ -228,6 +236,38 @@ def plan(workers: int, root: Path = Path(".")) -> Plan:
     return partition(deps, costs, timed, workers)
 
 
+def publish(stages: set[str] | None = None, root: Path = Path("."), remote: str | None = None) -> int:
+    """Put `stages` (default: every stage) into the run-cache and push the entries with every object
+    they name; returns how many entries were saved.
+
+    Two DVC rules stand in the way of `dvc push --run-cache` alone. `dvc repro` saves no run-cache
+    entry for a stage with a `cache: false` output that is not a stage-level metric or plot
+    (treeverse/dvc#8738): here that is nearly every stage, whose results git tracks. And
+    `dvc push --run-cache` sends the entries but only the workspace's *cached* outputs, so an
+    entry whose `cache: false` files are missing from the remote cannot be restored elsewhere. So,
+    through DVC's own API: `Stage.save` with the run-cache (which also copies the uncached outputs
+    into DVC's cache), then the entries (`stage_cache.push`) and their objects (`cloud.push`).
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        saved = 0
+        for stage in repo.index.stages:
+            if stages is None or name(repo, stage) in stages:
+                if stage.cmd and all(dep.exists for dep in stage.deps) and all(out.exists for out in stage.outs):
+                    stage.save(run_cache=True)
+                    saved += 1
+        cache = repo.stage_cache
+        entries = [(key, value) for prefix in sorted(os.listdir(cache.cache_dir)) if os.path.isdir(os.path.join(cache.cache_dir, prefix))
+                   for key in sorted(os.listdir(os.path.join(cache.cache_dir, prefix)))
+                   for value in sorted(os.listdir(os.path.join(cache.cache_dir, prefix, key)))] \
+            if os.path.isdir(cache.cache_dir) else []
+        cache.push(remote)
+        for objs in cache.get_used_objs(entries).values():
+            repo.cloud.push(objs, remote=remote)
+    return saved
+
+
 def worker(workers: int, index: int, root: Path = Path(".")) -> int:
     if not 0 <= index < workers:
         print(f"worker: --index must be in 0..{workers - 1}, got {index}", file=sys.stderr)
@@ -239,11 +279,13 @@ def worker(workers: int, index: int, root: Path = Path(".")) -> int:
     share = plan(workers, root)
     stages = share.workers[index]
     print(f"worker {index + 1}/{workers}: {len(stages)} stages, ~{share.loads[index]:.0f} s by the committed "
-          f"timings: {' '.join(stages) or '(none)'}", flush=True)
+          f"timings ({DEFAULT_STAGE_SECONDS:.0f} s for a stage without one): {' '.join(stages) or '(none)'}", flush=True)
     if stages:
         done = subprocess.run(["dvc", "repro", "--pull", *stages], cwd=root)
         if done.returncode:
             return done.returncode
+    saved = publish({*share.trunk, *stages}, root)
+    print(f"worker {index + 1}/{workers}: {saved} stages in the run-cache, pushed with their outputs", flush=True)
     return subprocess.run(["dvc", "push", "--run-cache"], cwd=root).returncode
 
 
@@ -255,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--workers", type=int, required=True)
         if name == "worker":
             command.add_argument("--index", type=int, required=True, help="this worker, 0..workers-1")
+    commands.add_parser("publish", help="every stage of the workspace into the run-cache, pushed with its outputs")
     args = parser.parse_args(argv)
+    if args.command == "publish":
+        print(f"publish: {publish()} stages in the run-cache, pushed with their outputs")
+        return subprocess.run(["dvc", "push", "--run-cache"]).returncode
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.command == "worker":
