@@ -3,6 +3,7 @@ Hyperband distributed over keras-tuner workers."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,16 +63,19 @@ def test_tuned_model_takes_the_optional_axes_when_searched(study):
 
 # --- Distributed Hyperband: the real tune stage as keras-tuner's chief with two local workers.
 
-def tune_stage(folder: Path, workers: int) -> tuple[pd.DataFrame, dict, dict]:
-    """The tune stage on the 8x8 digits, in a folder of its own (fetch and prepare first)."""
+def tune_stage(folder: Path, workers: int, prepared: Path | None = None) -> tuple[pd.DataFrame, dict, dict]:
+    """The tune stage on the 8x8 digits in a folder of its own (fetch and prepare first, unless
+    another folder's prepared data is given)."""
     raw = small_params("jax")
     raw["tune"].update(max_epochs=3, factor=3, workers=workers)
     raw["tune"]["space"] = {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3, 1.0e-6],
                             "learning_rate": [1.0e-1, 1.0e-2, 1.0e-3]}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    if prepared:
+        shutil.copytree(prepared / "data", folder / "data")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    for stage in ("fetch", "prepare", "tune"):
+    for stage in ("tune",) if prepared else ("fetch", "prepare", "tune"):
         done = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=folder, env=env, capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, f"{stage}: {done.stdout}\n{done.stderr}"
@@ -81,7 +85,7 @@ def tune_stage(folder: Path, workers: int) -> tuple[pd.DataFrame, dict, dict]:
 
 def test_hyperband_on_two_workers_runs_every_trial_once(tmp_path):
     alone, alone_best, _ = tune_stage(tmp_path / "one", workers=1)
-    table, best, timing = tune_stage(tmp_path / "two", workers=2)
+    table, best, timing = tune_stage(tmp_path / "two", workers=2, prepared=tmp_path / "one")
     # The same Hyperband schedule: as many trials, every one completed, none twice.
     assert len(table) == len(alone) >= 6 and table["trial_id"].is_unique
     assert set(table["status"]) == {"COMPLETED"}, table["status"]
