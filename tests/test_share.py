@@ -270,3 +270,14 @@ def test_experiment_pushed_from_one_clone_is_pulled_in_another(team):
     model = "models/variants/batch_mini/seed_1.keras"
     assert (bob / model).read_bytes() == (alice / model).read_bytes()
     assert yaml.safe_load((bob / "params.yaml").read_text())["optimizer"] == "sgd"
+
+
+def test_worker_refuses_bad_arguments_and_a_missing_remote(tmp_path):
+    repo = copy_project(tmp_path / "study", small_params("jax"))
+    done = run(repo, "python", "-m", "nnstudy.share", "worker", "--workers", "2", "--index", "0", check=False)
+    assert done.returncode == 2 and "no DVC remote is configured" in done.stderr, done.stderr
+    done = run(repo, "python", "-m", "nnstudy.share", "worker", "--workers", "2", "--index", "2", check=False)
+    assert done.returncode == 2 and "--index must be in 0..1, got 2" in done.stderr, done.stderr
+    done = run(repo, "python", "-m", "nnstudy.share", "plan", "--workers", "0", check=False)
+    assert done.returncode == 2 and "--workers must be at least 1, got 0" in done.stderr, done.stderr
+    assert "Running stage" not in done.stdout and not (repo / "dvc.lock").exists()
