@@ -250,18 +250,18 @@ def publish(stages: set[str] | None = None, root: Path = Path("."), remote: str 
     """
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
+    with Repo(str(root)) as repo, repo.lock:  # DVC's own lock: no `dvc` command runs meanwhile
         saved = 0
         for stage in repo.index.stages:
             if stages is None or name(repo, stage) in stages:
-                if stage.cmd and all(dep.exists for dep in stage.deps) and all(out.exists for out in stage.outs):
+                # Only what dvc.lock vouches for: a stage whose code, params or data changed since
+                # it ran would record its old outputs under its new inputs.
+                if stage.cmd and not stage.changed():
                     stage.save(run_cache=True)
                     saved += 1
         cache = repo.stage_cache
-        entries = [(key, value) for prefix in sorted(os.listdir(cache.cache_dir)) if os.path.isdir(os.path.join(cache.cache_dir, prefix))
-                   for key in sorted(os.listdir(os.path.join(cache.cache_dir, prefix)))
-                   for value in sorted(os.listdir(os.path.join(cache.cache_dir, prefix, key)))] \
-            if os.path.isdir(cache.cache_dir) else []
+        runs = Path(cache.cache_dir)
+        entries = [(entry.parent.name, entry.name) for entry in sorted(runs.glob("*/*/*"))] if runs.is_dir() else []
         cache.push(remote)
         for objs in cache.get_used_objs(entries).values():
             repo.cloud.push(objs, remote=remote)
