@@ -1,13 +1,15 @@
 """One study split across machines, on DVC's own machinery: which stages each worker takes.
 
 DVC does the rest: every worker runs `dvc repro --pull <its stages>` (outputs already in the
-remote, or in its run-cache, are restored instead of re-run) and then `dvc push --run-cache`;
+remote, or in its run-cache, are restored instead of re-run), then puts its stages into the
+run-cache and pushes them (`publish`, below, and `dvc push --run-cache`);
 any clone then gathers the whole study with `dvc repro --pull`, which restores every worker's
 stages from the run-cache and runs only the stages that read from several workers (evaluate,
 summarize, report, ...).
 
-The only logic of ours is the split (`partition`), a pure function of the DAG (from DVC's own
-stage graph) and the per-stage costs (from the committed timing files):
+Ours are only the split (`partition`), a pure function of the DAG (from DVC's own stage graph)
+and the per-stage costs (from the committed timing files), and `publish`, which works around two
+DVC rules that keep this pipeline's stages out of a shared run-cache (see its doc):
 
 - **trunk**: stages without a timing file of their own that lead to at least two timed stages
   (fetch, prepare, settings, transfer_data, ...): cheap and deterministic, so every worker runs
@@ -24,6 +26,7 @@ scheduling over the whole DAG (an ideal scheduler at stage level), for bench/sca
 
     python -m nnstudy.share plan --workers 2          # who takes what (JSON)
     python -m nnstudy.share worker --workers 2 --index 0
+    python -m nnstudy.share publish                    # every up-to-date stage into the remote's run-cache
 """
 
 from __future__ import annotations
@@ -217,8 +220,8 @@ def timing_of(outs: Mapping[str, list[str]], root: Path = Path(".")) -> dict[str
     """Seconds per stage from its timing file (its output under paths.TIMING_DIR), where committed."""
     seconds = {}
     for stage, files in outs.items():
-        for name in files:
-            path = Path(name)
+        for file in files:
+            path = Path(file)
             if path.suffix == ".json" and path.is_relative_to(paths.TIMING_DIR) and (root / path).is_file():
                 timing = json.loads((root / path).read_text())
                 value = timing.get("stage_seconds") or timing.get("search_seconds")
@@ -292,10 +295,10 @@ def worker(workers: int, index: int, root: Path = Path(".")) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nnstudy.share", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("plan", "worker"):
-        command = commands.add_parser(name)
+    for verb in ("plan", "worker"):
+        command = commands.add_parser(verb)
         command.add_argument("--workers", type=int, required=True)
-        if name == "worker":
+        if verb == "worker":
             command.add_argument("--index", type=int, required=True, help="this worker, 0..workers-1")
     commands.add_parser("publish", help="every stage of the workspace into the run-cache, pushed with its outputs")
     args = parser.parse_args(argv)
