@@ -5,6 +5,11 @@
     python3 run.py test      # the test suite
     python3 run.py check     # the regression gate: reproduced metrics vs the committed baseline
     python3 run.py bench     # time the study from clean (writes bench/results.json)
+    python3 run.py worker --workers N --index I   # this machine's share of the study (README: Working as a team)
+    python3 run.py publish   # every stage into the run-cache, pushed with its outputs to the DVC remote
+
+With a DVC remote configured, `study` runs `dvc repro --pull`: whatever the remote (or its
+run-cache) already holds is pulled instead of retrained.
 
 Any further arguments go to the underlying command (e.g. `python3 run.py test -k params`).
 """
@@ -27,6 +32,8 @@ COMMANDS = {
     "test": ["python", "-m", "pytest", "-q"],
     "check": ["python", "-m", "nnstudy.check"],
     "bench": ["python", "-m", "bench.study"],
+    "worker": ["python", "-m", "nnstudy.share", "worker"],
+    "publish": ["python", "-m", "nnstudy.share", "publish"],
 }
 
 
@@ -80,6 +87,12 @@ def pip_install(env: Path, *args: str) -> None:
                           "(offline? check the internet connection, or PIP_INDEX_URL / a proxy, and re-run)")
 
 
+def study_command(env: dict[str, str]) -> list[str]:
+    """`dvc repro`, or `dvc repro --pull` when a DVC remote is configured (pull rather than retrain)."""
+    remotes = subprocess.run(["dvc", "remote", "list"], cwd=ROOT, env=env, capture_output=True, text=True)
+    return ["dvc", "repro", "--pull"] if remotes.returncode == 0 and remotes.stdout.strip() else ["dvc", "repro"]
+
+
 def ensure_venv(env: Path = VENV, requirements: Path = REQUIREMENTS) -> None:
     """A venv holding exactly `requirements`; it repairs a half-built or half-installed one."""
     wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
@@ -113,7 +126,7 @@ def main() -> int:
     if setup() != 0:
         return 2
     env = dict(os.environ, PATH=f"{bin_dir(VENV)}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(VENV))
-    command = COMMANDS[sys.argv[1]] + sys.argv[2:]
+    command = (study_command(env) if sys.argv[1] == "study" else COMMANDS[sys.argv[1]]) + sys.argv[2:]
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 

@@ -1,15 +1,23 @@
 """Stage tune: keras-tuner Hyperband over the search space in params.yaml (`tune:`).
 
 Writes every trial to a CSV and the best hyperparameters to a JSON; the tuner's own folder is a
-DVC output that each run starts afresh.
+DVC output that each run starts afresh. With `tune.workers: N > 1` this process is keras-tuner's
+chief and N worker processes run the trials (nnstudy.training.distributed); the same command,
+started with a worker's KERASTUNER_* environment, is a worker.
 """
 
+import json
 import time
 
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import write_json
 from nnstudy.core.files import check_writable, write_csv
+from nnstudy.training import distributed
+
+
+def worker_record(tuner_id: str):
+    return paths.TUNER_WORKDIR / f"worker_{tuner_id}.json"
 
 
 def main() -> None:
@@ -24,16 +32,38 @@ def main() -> None:
 
     data = load_prepared()
     enable_determinism(study.seed)
+    if distributed.is_worker():
+        # Trials come from the chief; the epochs each one ran go back through a file in the shared folder.
+        tuner = make_tuner(study.base, study.tune, data, study.seed, paths.TUNER_WORKDIR, fresh=False)
+        search(tuner, study.tune, data)
+        write_json(worker_record(tuner.tuner_id), {"epochs_run": tuner.epochs_run})
+        return
+
+    workers = study.tune.workers
+    if workers > 1:
+        host, port = distributed.become_chief()
     tuner = make_tuner(study.base, study.tune, data, study.seed, paths.TUNER_WORKDIR)
     start = time.perf_counter()
-    search(tuner, study.tune, data)
+    timing = {}
+    if workers > 1:
+        print(f"tune: chief at {host}:{port}, {workers} workers on this machine", flush=True)
+        with distributed.local_workers(workers, host, port):
+            search(tuner, study.tune, data)  # serves the oracle until every trial has ended
+        ran = {}
+        for record in sorted(paths.TUNER_WORKDIR.glob("worker_*.json")):
+            epochs = json.loads(record.read_text())["epochs_run"]
+            tuner.epochs_run.update(epochs)
+            ran[record.stem.removeprefix("worker_")] = sorted(epochs)
+        timing = {"workers": ran}
+    else:
+        search(tuner, study.tune, data)
     seconds = time.perf_counter() - start
 
     table = trials_table(tuner)
     write_csv(table, paths.TUNE_TRIALS)
     best = best_summary(tuner, study.tune)
     write_json(paths.TUNE_BEST, best)
-    write_json(paths.timing_file("tune"), {"search_seconds": round(seconds, 2), "trials": len(table)})
+    write_json(paths.timing_file("tune"), {"search_seconds": round(seconds, 2), "trials": len(table), **timing})
     print(f"tune: {len(table)} trials in {seconds:.0f} s; best {best['objective']} {best['value']:.4f} "
           f"with {best['hyperparameters']}")
 

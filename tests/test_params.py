@@ -71,6 +71,8 @@ def test_base_change_reaches_variants_that_do_not_override_it():
      r"tune.space.learning_rate\[1\]: must be a number, got str 'fast'"),
     (lambda r: r["tune"].update(objective="val_auc"), r"tune.objective: 'val_auc' is not one of: val_accuracy, val_f1"),
     (lambda r: r["tune"].update(factor=1), r"tune.factor: must be a whole number >= 2"),
+    (lambda r: r["tune"].update(workers=0), r"tune.workers: must be a whole number >= 1, got 0"),
+    (lambda r: r["tune"].update(workers="2"), r"tune.workers: must be a whole number >= 1, got str '2'"),
     (lambda r: r["final"].update(max_epochs=0), r"final.max_epochs: must be a whole number >= 1"),
     (lambda r: r["final"].update(monitor="loss"), r"final.monitor: 'loss' is not one of: val_loss, val_accuracy"),
     (lambda r: r.update(backend="torch"), r"backend: 'torch' is not one of: jax, tensorflow"),
@@ -141,6 +143,8 @@ def test_optional_search_axes_and_settings_files():
     study = parse_with(lambda raw: raw["tune"]["space"].update(dropout=[0.0, 0.2], batch_size=[64, 256]))
     assert study.tune.dropout == (0.0, 0.2) and study.tune.batch_sizes == (64, 256)
     assert params.load(ROOT / "params.yaml").tune.dropout == ()  # the seeds' space by default
+    assert params.load(ROOT / "params.yaml").tune.workers == 1
+    assert parse_with(lambda raw: raw["tune"].pop("workers")).tune.workers == 1  # optional: one process
     settings = params.effective_settings(study, "rmsprop_rho0p01")
     assert settings["model"]["optimizer"] == "rmsprop" and settings["seeds"] == list(study.seeds)
     assert params.model_from_settings(settings) == study.variants["rmsprop_rho0p01"]

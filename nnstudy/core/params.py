@@ -212,6 +212,7 @@ class TuneParams:
     # Optional axes: searched only when params.yaml lists them (the seeds' space has neither).
     dropout: tuple[float, ...] = ()
     batch_sizes: tuple[int, ...] = ()
+    workers: int = 1   # keras-tuner workers running trials; above 1, a chief oracle hands them out
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,7 @@ TUNE_SCHEMA: dict[str, Check] = {
     "patience": integer(0),
     "batch_size": integer(1),
     "top_n": integer(1),
+    "workers": integer(1),
     "space": lambda key, value: value,  # checked below, as its own mapping
 }
 
@@ -456,7 +458,7 @@ def parse(raw: Any) -> Params:
         variants[name] = replace(base, **checked)
         check_formulation(f"variants.{name}", variants[name])
 
-    tune_raw = check_mapping("tune", raw["tune"], TUNE_SCHEMA)
+    tune_raw = check_mapping("tune", raw["tune"], TUNE_SCHEMA, optional=("workers",))
     space = check_mapping("tune.space", tune_raw.pop("space"), SPACE_SCHEMA, optional=SPACE_OPTIONAL)
     space["batch_sizes"] = space.pop("batch_size", ())
     tune = TuneParams(**tune_raw, **space)

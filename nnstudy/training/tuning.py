@@ -79,7 +79,9 @@ class StudyHyperband(kt.Hyperband):
         return histories
 
 
-def make_tuner(base: ModelParams, space: TuneParams, data: PreparedData, seed: int, workdir: Path) -> StudyHyperband:
+def make_tuner(base: ModelParams, space: TuneParams, data: PreparedData, seed: int, workdir: Path,
+               fresh: bool = True) -> StudyHyperband:
+    """The tuner; `fresh=False` for a keras-tuner worker, which joins the chief's folder as it is."""
     def build(hp: kt.HyperParameters) -> keras.Model:
         values = {
             "units_1": hp.Choice("units_1", list(space.units_1)),
@@ -95,7 +97,8 @@ def make_tuner(base: ModelParams, space: TuneParams, data: PreparedData, seed: i
         return build_model(model, data.train.x.shape[1], data.num_classes, seed)
 
     # A re-run never resumes stale trials: the folder is wiped and the tuner told to overwrite.
-    remove_tree(workdir)
+    if fresh:
+        remove_tree(workdir)
     return StudyHyperband(
         build,
         objective=kt.Objective(space.objective, direction="max"),
@@ -105,7 +108,7 @@ def make_tuner(base: ModelParams, space: TuneParams, data: PreparedData, seed: i
         seed=seed,
         directory=str(workdir.parent),
         project_name=workdir.name,
-        overwrite=True,
+        overwrite=fresh,
     )
 
 

@@ -1,0 +1,48 @@
+"""The study's wall time on 1, 2, 4 and 8 machines, simulated from the committed per-stage timings
+and the DAG of dvc.yaml (nnstudy.share), written to bench/scaleout.json:
+
+- `list_schedule_seconds`: greedy list scheduling over the whole DAG (each free machine takes the
+  ready stage with the longest path to the end), an ideal stage-level scheduler;
+- `lower_bound_seconds`: max(critical path, serial time / machines): no schedule does better;
+- `worker_split_seconds`: what `python3 run.py worker --workers N` does: every worker runs the
+  trunk and its groups of stages, then one clone gathers (pull and push times not included).
+
+Stages without a timing file count nnstudy.share.DEFAULT_STAGE_SECONDS each.
+
+    python -m bench.scaleout            # from the committed timings of this checkout
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+from nnstudy import share
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "bench" / "scaleout.json"
+MACHINES = (1, 2, 4, 8)
+
+
+def main() -> None:
+    deps, outs = share.stage_graph(ROOT)
+    costs = share.timing_of(outs, ROOT)
+    result = share.simulate(deps, costs, MACHINES)
+    for n in MACHINES:
+        plan = share.plan(n, ROOT)
+        overhead = sum(costs.get(s, share.DEFAULT_STAGE_SECONDS) for s in (*plan.trunk, *plan.gather))
+        result["machines"][str(n)]["worker_split_seconds"] = round(max(plan.loads) + overhead, 1)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    result.update(commit=commit.strip(), timed_stages=len(costs),
+                  assumed_seconds_per_untimed_stage=share.DEFAULT_STAGE_SECONDS)
+    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'machines':>8} {'list schedule':>14} {'lower bound':>12} {'worker split':>13}")
+    for n in MACHINES:
+        row = result["machines"][str(n)]
+        print(f"{n:>8} {row['list_schedule_seconds']:>12.0f} s {row['lower_bound_seconds']:>10.0f} s "
+              f"{row['worker_split_seconds']:>11.0f} s")
+    print(f"{result['stages']} stages, {len(costs)} timed; serial {result['serial_seconds']:.0f} s, "
+          f"critical path {result['critical_path_seconds']:.0f} s; wrote {RESULT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The tiny end-to-end study shared by the pipeline and sharing tests: scikit-learn's digits, a few
+variants and epochs, in a throwaway git repo driven by the real `dvc`.
+
+`make_repo` copies the project into a folder, writes the tiny params and reproduces it;
+`copy_project` does the first half only (for tests that reproduce it their own way).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["nnstudy", "stages", "plots", "dvc.yaml", "params.yaml", "run.py", ".dvcignore", ".gitignore",
+                 "pyproject.toml", ".dvc/config", ".dvc/plots"]
+VARIANTS = ["batch_mini", "sgd_mean10", "rmsprop_l1_dropout"]
+BACKENDS = {"jax": "compiled", "tensorflow": "fit"}
+
+
+def small_params(backend: str) -> dict:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["dataset"] = "digits"
+    raw.update(epochs=10, batch_size=64, seeds=[1, 2, 3], backend=backend, loop=BACKENDS[backend])
+    raw["variants"] = {name: raw["variants"][name] for name in VARIANTS}
+    raw["tune"].update(max_epochs=2, factor=3, patience=1)
+    raw["tune"]["space"] = {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3], "learning_rate": [1.0e-2]}
+    raw["final"].update(max_epochs=8, patience=2)
+    raw["stats"]["questions"] = {
+        "L1 + dropout": ["batch_mini", "rmsprop_l1_dropout"],
+        "The tuned network vs the base network": ["batch_mini", "final"],
+    }
+    # One value per sweep axis: every sweep stage runs; a test adds a value.
+    raw["sweeps"].update(epochs=5, depth=[1], width=[16], activation=["tanh"], optimizer=["sgd"], learning_rate=[1.0e-2])
+    raw["probing"]["nondigit_samples"] = 50
+    raw["probing"]["openset"]["epochs"] = 10
+    raw["probing"]["dreams"].update(steps=20)
+    # The transfer study on the 8x8 digits: every arm at 5 labels per class, one sweep point, a
+    # one-model zoo (the full zoo is measured by the default study, not by the tests).
+    raw["transfer"].update(input_size=8, labels=[5], val_per_class=10, epochs=4, patience=1)
+    raw["transfer"]["pretrain"].update(epochs=2)
+    raw["transfer"]["sweeps"] = {axis: [] for axis in raw["transfer"]["sweeps"]} | {"unfreeze": [1.0]}
+    if backend == "jax":  # augmentation layers run the same Keras code on both backends; once is enough
+        raw["transfer"]["sweeps"]["augment"] = [True]
+    raw["transfer"]["zoo"].update(models=["cnn_small"], steps=1, input_size=8)
+    return raw
+
+
+def run(repo: Path, *command: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def strict_json(path: Path):
+    def refuse(constant):
+        raise AssertionError(f"{path} holds bare {constant}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def trained(output: str) -> set[str]:
+    """The train@ stages a `dvc repro`/`dvc exp run` output says it ran."""
+    return {line.split("'")[1].removeprefix("train@") for line in output.splitlines()
+            if line.startswith("Running stage 'train@")}
+
+
+def restore(repo: Path) -> None:
+    """Back to the committed study after an experiment: tracked files, then the untracked files an
+    experiment left in output folders (e.g. results/train/<variant>/seed_4 after `-S seeds=[4,5,6]`,
+    which would make the committed stage look changed), then DVC's cached outputs."""
+    run(repo, "git", "checkout", "--", ".")
+    run(repo, "git", "clean", "-fdq")
+    run(repo, "dvc", "checkout", "-q")
+
+
+def copy_project(folder: Path, raw_params: dict) -> Path:
+    """The project's pipeline with the given params, committed in a new git repo (nothing reproduced)."""
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, folder / name)
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
+    run(folder, "git", "init", "-q")
+    run(folder, "git", "add", "-A")
+    run(folder, "git", "commit", "-qm", "small study")
+    return folder
+
+
+def make_repo(folder: Path, backend: str) -> Path:
+    copy_project(folder, small_params(backend))
+    run(folder, "dvc", "repro")
+    run(folder, "git", "add", "-A")
+    run(folder, "git", "commit", "-qm", "results")
+    return folder

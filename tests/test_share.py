@@ -1,0 +1,283 @@
+"""Sharing and scaling out on DVC's own machinery: a remote (a local path and a real sshd on
+localhost), the run-cache, experiments pushed and pulled, and one study split over two workers.
+
+One tiny study (tests/study_helpers.py) is produced once, by two workers in two clones of one bare
+git repository; a third clone gathers it and publishes it. Every other test starts from there.
+"""
+
+import getpass
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nnstudy import share
+from study_helpers import ROOT, copy_project, run, small_params, trained
+
+TRAINING = ("train@", "sweep_", "tune", "final", "openset", "transfer_pretrain", "transfer_train@", "transfer_sweep_")
+
+
+def ran(output: str) -> list[str]:
+    """Every stage a `dvc repro` output says it ran (not the ones restored from the run-cache)."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+
+
+def training(stages) -> list[str]:
+    return sorted(s for s in stages if s.startswith(TRAINING))
+
+
+# --- The split and the simulation: pure functions, on small graphs with known answers.
+
+# a -> b -> c (a chain), a -> d, and e reads c and d; x is on its own; trunk t feeds everything.
+DEPS = {"t": set(), "a": {"t"}, "b": {"a"}, "c": {"b"}, "d": {"a"}, "e": {"c", "d"}, "x": {"t"}, "y": {"t"}}
+
+
+def test_partition_keeps_chains_on_one_worker_and_leaves_joins_to_the_gather():
+    costs = {"a": 10, "b": 10, "c": 10, "d": 5, "x": 30, "y": 3}
+    plan = share.partition(DEPS, costs, timed={"a", "b", "c", "d", "x", "y"}, workers=2)
+    assert plan.trunk == ("t",)
+    # a's subtree needs a's outputs: one worker; e reads only from that group, so it joins it.
+    assert set(plan.workers[0]) == {"a", "b", "c", "d", "e"} and plan.workers[1] == ("x", "y")
+    assert plan.gather == () and plan.loads == (40.0, 33.0)
+    # Every stage in exactly one place.
+    placed = [*plan.trunk, *plan.gather, *(s for w in plan.workers for s in w)]
+    assert sorted(placed) == sorted(DEPS)
+
+
+def test_partition_balances_groups_longest_first():
+    deps = {"t": set(), **{f"s{i}": {"t"} for i in range(5)}, "join": {f"s{i}" for i in range(5)}}
+    costs = {"s0": 50, "s1": 40, "s2": 30, "s3": 20, "s4": 10}
+    plan = share.partition(deps, costs, timed=set(costs), workers=2)
+    assert plan.gather == ("join",)  # it reads from both workers
+    assert [set(w) for w in plan.workers] == [{"s0", "s3", "s4"}, {"s1", "s2"}] and plan.loads == (80.0, 70.0)
+    assert share.partition(deps, costs, timed=set(costs), workers=1).workers == (("s0", "s1", "s2", "s3", "s4"),)
+    with pytest.raises(ValueError, match="at least 1"):
+        share.partition(deps, costs, set(costs), workers=0)
+
+
+def test_simulation_by_critical_path_and_list_scheduling():
+    costs = {"t": 1, "a": 10, "b": 10, "c": 10, "d": 5, "e": 2, "x": 30, "y": 3}
+    assert share.critical_path(DEPS, costs) == 33  # t a b c e
+    assert share.list_schedule(DEPS, costs, 1) == sum(costs.values()) == 71
+    # Two machines: x (longest to the end) starts with a; b, c, e follow a; d and y fit beside them.
+    assert share.list_schedule(DEPS, costs, 2) == 38
+    assert share.list_schedule(DEPS, costs, 8) == 33  # the critical path
+    result = share.simulate(DEPS, costs, machines=(1, 2))
+    assert result["machines"]["2"]["list_schedule_seconds"] == 38 and result["critical_path_seconds"] == 33
+    with pytest.raises(ValueError, match="cycle"):
+        share.critical_path({"a": {"b"}, "b": {"a"}}, {})
+
+
+def test_plan_of_the_real_study_splits_every_training_stage_once():
+    deps, outs = share.stage_graph(ROOT)
+    plan = share.plan(2, ROOT)
+    owner = {s: i for i, stages in enumerate(plan.workers) for s in stages}
+    assert sorted([*plan.trunk, *plan.gather, *owner]) == sorted(deps)
+    assert {"fetch", "prepare", "settings"} <= set(plan.trunk) and {"evaluate", "summarize", "report"} <= set(plan.gather)
+    assert all(owner.get(s) is not None for s in training(deps)), "a training stage left to the gather"
+    # No worker waits on another: every non-trunk ancestor of a worker's stage is its own.
+    for stage, worker in owner.items():
+        assert all(owner[a] == worker for a in share.ancestors(deps, stage) if a not in plan.trunk), stage
+    assert abs(plan.loads[0] - plan.loads[1]) < 0.2 * max(plan.loads)  # balanced on the committed timings
+
+
+# --- The team: a bare git repository, a DVC remote, two workers and a gatherer.
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on a free localhost port: its own host key, a client key for this user."""
+    binary = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(binary).exists() or not shutil.which("ssh-keygen"):
+        pytest.skip("no sshd: apt-get install openssh-server (.ci/run installs it where apt is available)")
+    folder = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], check=True)
+    (folder / "authorized_keys").write_text((folder / "client_key.pub").read_text())
+    port = free_port()
+    (folder / "sshd_config").write_text(f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {folder / 'host_key'}
+AuthorizedKeysFile {folder / 'authorized_keys'}
+PidFile {folder / 'sshd.pid'}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+Subsystem sftp internal-sftp
+""")
+    Path("/run/sshd").mkdir(exist_ok=True)  # Debian's privilege-separation folder
+    server = subprocess.Popen([binary, "-D", "-e", "-f", str(folder / "sshd_config")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"sshd did not start: {server.communicate()[0]}")
+            time.sleep(0.2)
+    yield {"port": port, "keyfile": str(folder / "client_key"), "user": getpass.getuser(), "folder": folder}
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def clone(team: dict, name: str, branch: str | None = None) -> Path:
+    folder = team["base"] / name
+    run(team["base"], "git", "clone", "-q", str(team["origin"]), str(folder))
+    if branch:
+        run(folder, "git", "checkout", "-q", branch)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory):
+    base = tmp_path_factory.mktemp("team")
+    remote = base / "remote"
+    remote.mkdir()
+    raw = small_params("jax")
+    raw["seeds"] = [1, 2]  # two seeds are enough to share; the study is trained once, by two workers
+    author = copy_project(base / "author", raw)
+    run(author, "dvc", "remote", "add", "-d", "shared", str(remote))
+    run(author, "git", "commit", "-qam", "a shared DVC remote")
+    origin = base / "origin.git"
+    run(base, "git", "clone", "-q", "--bare", str(author), str(origin))
+    team = {"base": base, "origin": origin, "remote": remote, "workers": []}
+
+    # Two workers, one after the other (2 cores): each runs its share, then pushes outputs and run-cache.
+    for index in range(2):
+        worker = clone(team, f"worker{index}")
+        started = time.perf_counter()
+        done = run(worker, "python", "-m", "nnstudy.share", "worker", "--workers", "2", "--index", str(index),
+                   timeout=1200)
+        team["workers"].append({"repo": worker, "output": done.stdout + done.stderr,
+                                "seconds": time.perf_counter() - started})
+        (base / f"worker{index}.log").write_text(done.stdout + done.stderr)
+
+    # A third clone gathers the whole study and publishes it: git for the code and dvc.lock, the remote for the rest.
+    gatherer = clone(team, "gatherer")
+    started = time.perf_counter()
+    team["gather"] = run(gatherer, "dvc", "repro", "--pull").stdout
+    (base / "gather.log").write_text(team["gather"])
+    team["gather_seconds"] = time.perf_counter() - started
+    team["gatherer"] = gatherer
+    run(gatherer, "git", "add", "-A")
+    run(gatherer, "git", "commit", "-qm", "the study, gathered")
+    run(gatherer, "python", "-m", "nnstudy.share", "publish")  # `dvc push --run-cache`, and what it leaves out
+    run(gatherer, "git", "push", "-q", "origin", "HEAD")
+    return team
+
+
+def lock(repo: Path) -> dict:
+    return yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+
+
+def test_two_workers_train_every_stage_once_and_a_clone_gathers_without_training(team):
+    plan = share.plan(2, team["base"] / "author")  # what the workers saw: the study before it ran, no timings
+    runs = [ran(w["output"]) for w in team["workers"]]
+    for share_of, stages in zip(plan.workers, runs):
+        assert training(stages) == training(share_of), stages
+    both = training(runs[0]) + training(runs[1])
+    assert both and sorted(both) == sorted(set(both)), "a training stage ran on both workers"
+    assert set(both) == set(training(lock(team["gatherer"]))), "a training stage ran on neither worker"
+    gathered = ran(team["gather"])
+    assert training(gathered) == [], team["gather"]
+    assert set(gathered) <= set(plan.gather), gathered
+    assert "is cached - skipping run" in team["gather"]
+    # The gathered dvc.lock holds every worker's stage exactly as the worker recorded it.
+    gathered_lock = lock(team["gatherer"])
+    for worker in team["workers"]:
+        for stage, entry in lock(worker["repo"]).items():
+            assert gathered_lock[stage] == entry, (stage, entry, gathered_lock[stage])
+    assert "up to date" in run(team["gatherer"], "dvc", "status").stdout
+
+
+@pytest.mark.parametrize("remote", ["local", "ssh"])
+def test_fresh_clone_pulls_a_complete_study(team, remote, request):
+    repo = clone(team, f"fresh-{remote}")
+    if remote == "ssh":
+        ssh = request.getfixturevalue("sshd")
+        url = f"ssh://{ssh['user']}@127.0.0.1:{ssh['port']}{ssh['folder'] / 'remote'}"
+        # The server's address in git; the key only in .dvc/config.local, which git never sees.
+        run(team["gatherer"], "dvc", "remote", "add", "-f", "ssh", url)
+        run(team["gatherer"], "dvc", "remote", "modify", "--local", "ssh", "keyfile", ssh["keyfile"])
+        run(team["gatherer"], "dvc", "push", "--run-cache", "-r", "ssh")
+        pushed = [p for p in (ssh["folder"] / "remote").rglob("*") if p.is_file()]
+        assert any("runs" in p.parts for p in pushed) and len(pushed) > 50
+        run(repo, "dvc", "remote", "add", "--local", "-d", "ssh", url)
+        run(repo, "dvc", "remote", "modify", "--local", "ssh", "keyfile", ssh["keyfile"])
+        assert "keyfile" not in run(repo, "git", "diff").stdout
+    # What `python3 run.py study` runs on a clone with a remote: pull, not retrain.
+    command = json.loads(run(repo, "python", "-c", "import json, os, run; print(json.dumps(run.study_command(dict(os.environ))))").stdout)
+    assert command == ["dvc", "repro", "--pull"]
+    started = time.perf_counter()
+    done = run(repo, *command)
+    seconds = time.perf_counter() - started
+    assert ran(done.stdout) == [], done.stdout
+    assert "up to date" in run(repo, "dvc", "status").stdout
+    assert run(repo, "git", "status", "--porcelain").stdout == ""
+    for model in ("models/variants/batch_mini/seed_1.keras", "tuner", "models/transfer/source/seed_1.weights.h5"):
+        assert (repo / model).exists(), model
+    print(f"fresh clone -> complete tiny study via {remote}: {seconds:.1f} s "
+          f"(the workers trained it in {sum(w['seconds'] for w in team['workers']):.0f} s)")
+
+
+def test_changed_variant_retrains_only_it_and_pulls_the_rest(team):
+    repo = clone(team, "changed")
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["variants"]["sgd_mean10"]["epochs"] = 3
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    done = run(repo, "dvc", "repro", "--pull")
+    assert training(ran(done.stdout)) == ["train@sgd_mean10"], done.stdout
+    assert (repo / "models/variants/batch_mini/seed_1.keras").exists()
+    # A variant changed back restores from the run-cache, training nothing.
+    run(repo, "git", "checkout", "params.yaml")
+    again = run(repo, "dvc", "repro", "--pull")
+    assert training(ran(again.stdout)) == [], again.stdout
+    assert "Stage 'train@sgd_mean10' is cached - skipping run" in again.stdout
+
+
+def test_experiment_pushed_from_one_clone_is_pulled_in_another(team):
+    alice, bob = clone(team, "alice"), clone(team, "bob")
+    run(alice, "dvc", "pull")
+    done = run(alice, "dvc", "exp", "run", "-n", "alice-sgd", "-S", "optimizer=sgd")
+    # Of the variants only batch_mini inherits `optimizer` (the sweeps and the open set do too).
+    assert [s for s in ran(done.stdout) if s.startswith("train@")] == ["train@batch_mini"], done.stdout
+    run(alice, "dvc", "exp", "push", "origin", "alice-sgd")
+
+    run(bob, "dvc", "exp", "pull", "origin", "alice-sgd")
+    shown = json.loads(run(bob, "dvc", "exp", "show", "--json").stdout)
+    names = [exp.get("name") for rev in shown for group in (rev.get("experiments") or [])
+             for exp in group.get("revs", [])]
+    assert "alice-sgd" in names, shown
+    run(bob, "dvc", "exp", "apply", "alice-sgd")
+    applied = run(bob, "dvc", "repro", "--pull")
+    assert ran(applied.stdout) == [], applied.stdout  # pulled, not retrained
+    model = "models/variants/batch_mini/seed_1.keras"
+    assert (bob / model).read_bytes() == (alice / model).read_bytes()
+    assert yaml.safe_load((bob / "params.yaml").read_text())["optimizer"] == "sgd"
+
+
+def test_worker_refuses_bad_arguments_and_a_missing_remote(tmp_path):
+    repo = copy_project(tmp_path / "study", small_params("jax"))
+    done = run(repo, "python", "-m", "nnstudy.share", "worker", "--workers", "2", "--index", "0", check=False)
+    assert done.returncode == 2 and "no DVC remote is configured" in done.stderr, done.stderr
+    done = run(repo, "python", "-m", "nnstudy.share", "worker", "--workers", "2", "--index", "2", check=False)
+    assert done.returncode == 2 and "--index must be in 0..1, got 2" in done.stderr, done.stderr
+    done = run(repo, "python", "-m", "nnstudy.share", "plan", "--workers", "0", check=False)
+    assert done.returncode == 2 and "--workers must be at least 1, got 0" in done.stderr, done.stderr
+    assert "Running stage" not in done.stdout and not (repo / "dvc.lock").exists()
