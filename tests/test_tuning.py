@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from nnstudy.core import paths
 from sklearn.metrics import f1_score
 
 from nnstudy.training.models import build_model, enable_determinism
@@ -79,8 +81,8 @@ def tune_stage(folder: Path, workers: int, prepared: Path | None = None) -> tupl
         done = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=folder, env=env, capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, f"{stage}: {done.stdout}\n{done.stderr}"
-    return (pd.read_csv(folder / "results/tune/trials.csv"), json.loads((folder / "metrics/tune/best.json").read_text()),
-            json.loads((folder / "metrics/timing/tune.json").read_text()))
+    return (pd.read_csv(folder / paths.TUNE_TRIALS), json.loads((folder / paths.TUNE_BEST).read_text()),
+            json.loads((folder / paths.timing_file("tune")).read_text()))
 
 
 def test_hyperband_on_two_workers_runs_every_trial_once(tmp_path):
