@@ -1,0 +1,167 @@
+"""A training run interrupted after some epochs and resumed equals the run never interrupted, to the bit;
+a changed setting or input never resumes; a stage keeps the seeds it finished."""
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from nnstudy.training.loop import EarlyStop, open_live, train
+from nnstudy.training.models import enable_determinism
+from nnstudy.training.resume import SeedCheckpoint, StageCheckpoints, stage_key
+
+SEED, EPOCHS = 2, 8
+
+
+class Killed(Exception):
+    """Stands in for kill -9: raised in the middle of an epoch's callbacks, nothing after it runs."""
+
+
+class DyingLive:
+    """A real DVCLive run that raises when asked to step past epoch `at` (after logging it)."""
+
+    def __init__(self, folder: Path, at: int):
+        self.live, self.at = open_live(folder), at
+
+    def __getattr__(self, name):
+        return getattr(self.live, name)
+
+    def next_step(self):
+        self.live.next_step()
+        if self.live.step >= self.at:
+            raise Killed()
+
+
+def model_params(study):
+    # Dropout exercises the SeedGenerator state; L1 the regularisation losses; RMSprop its slots.
+    # At this learning rate validation accuracy zigzags, so early stopping is waiting when the run dies.
+    return replace(study.base, epochs=EPOCHS, batch_size=64, hidden_units=(32, 16), dropout=0.3,
+                   optimizer="rmsprop", learning_rate=0.03, regularizer="l1", reg_alpha=1e-4)
+
+
+def run(study, digits, folder: Path, loop: str, stop, checkpoint, live=None):
+    enable_determinism(SEED)  # as the stage does before each seed
+    live = live or open_live(folder)
+    result = train(model_params(study), digits, SEED, live, 1e6, loop, label=f"seed {SEED}", stop=stop,
+                   checkpoint=checkpoint)
+    live.make_summary()
+    return result, json.loads((folder / "metrics.json").read_text())
+
+
+# The run dies while logging epoch `killed_at` (so epoch killed_at - 1 is the last one saved), at a point
+# where early stopping has seen no improvement for one epoch: its wait and best weights must come back.
+@pytest.mark.parametrize(("loop", "killed_at"), [("compiled", 5), ("fit", 8)])
+def test_interrupted_then_resumed_equals_uninterrupted(study, digits, tmp_path, loop, killed_at, capsys):
+    if loop == "compiled" and keras.backend.backend() != "jax":
+        pytest.skip("the compiled loop is JAX only")
+    stop = EarlyStop("val_accuracy", patience=2)
+    plain, plain_live = run(study, digits, tmp_path / "plain", loop, stop, checkpoint=None)
+
+    checkpoint = SeedCheckpoint(tmp_path / "checkpoint", SEED)
+    with pytest.raises(Killed):
+        run(study, digits, tmp_path / "resumed", loop, stop, checkpoint,
+            live=DyingLive(tmp_path / "resumed", at=killed_at))
+    assert [p.name for p in checkpoint.files()] == [f"epoch_{killed_at - 1}.npz"]
+    saved = checkpoint.load()
+    assert saved.early_stop["wait"] == 1 and saved.best_weights is not None
+    capsys.readouterr()
+    resumed, resumed_live = run(study, digits, tmp_path / "resumed", loop, stop, checkpoint)
+    assert f"seed {SEED}: resuming at epoch {killed_at} of {EPOCHS}" in capsys.readouterr().err
+
+    # Bit for bit: weights before and after, every history value, the update count, DVCLive's summary.
+    assert resumed.history == plain.history and len(plain.history["loss"]) == plain.epochs_run
+    for name in plain.weights_after:
+        assert np.array_equal(resumed.weights_before[name], plain.weights_before[name])
+        assert np.array_equal(resumed.weights_after[name], plain.weights_after[name]), name
+    assert resumed.weight_updates == plain.weight_updates and resumed.kept_epoch == plain.kept_epoch
+    if loop == "compiled":  # it stopped early and restored a best epoch the killed run had found
+        assert plain.kept_epoch < killed_at - 1 and plain.epochs_run < EPOCHS
+    assert [keras.ops.convert_to_numpy(v).tobytes() for v in resumed.network.optimizer.variables] == \
+        [keras.ops.convert_to_numpy(v).tobytes() for v in plain.network.optimizer.variables]
+    assert resumed_live == plain_live and resumed_live["step"] == plain.epochs_run
+
+
+def test_checkpointing_changes_nothing(study, digits, tmp_path):
+    """An uninterrupted run with checkpoints is the run without them (saving reads state, never moves it)."""
+    loop = "compiled" if keras.backend.backend() == "jax" else "fit"
+    plain, _ = run(study, digits, tmp_path / "plain", loop, None, checkpoint=None)
+    saved, _ = run(study, digits, tmp_path / "saved", loop, None, SeedCheckpoint(tmp_path / "ck", SEED))
+    assert saved.history == plain.history
+    assert all(np.array_equal(saved.weights_after[n], w) for n, w in plain.weights_after.items())
+    # The last epoch is never saved: the one before it is the checkpoint a kill after it resumes from.
+    assert [p.name for p in SeedCheckpoint(tmp_path / "ck", SEED).files()] == [f"epoch_{EPOCHS - 1}.npz"]
+
+
+def test_a_changed_setting_or_input_is_another_key(tmp_path, monkeypatch):
+    (tmp_path / "a" / "data").mkdir(parents=True)
+    (tmp_path / "b" / "data").mkdir(parents=True)
+    for repo in ("a", "b"):  # the same study in two workspaces (a queued experiment's temp copy)
+        (tmp_path / repo / "data" / "train.npz").write_bytes(b"digits")
+    monkeypatch.chdir(tmp_path / "a")
+    key = stage_key("train@batch_mini", {"epochs": 10}, [Path("data")])
+    assert stage_key("train@batch_mini", {"epochs": 10}, [Path("data")]) == key
+    monkeypatch.chdir(tmp_path / "b")
+    assert stage_key("train@batch_mini", {"epochs": 10}, [Path("data")]) == key
+    assert stage_key("train@batch_mini", {"epochs": 11}, [Path("data")]) != key
+    assert stage_key("train@batch_full", {"epochs": 10}, [Path("data")]) != key
+    (tmp_path / "b" / "data" / "train.npz").write_bytes(b"digitz")
+    assert stage_key("train@batch_mini", {"epochs": 10}, [Path("data")]) != key
+
+
+def test_a_changed_setting_does_not_resume(study, digits, tmp_path, monkeypatch, capsys):
+    """Checkpoints of one setting are invisible under another: the run starts from epoch 1."""
+    monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path / "cache"))
+    loop = "compiled" if keras.backend.backend() == "jax" else "fit"
+    killed = StageCheckpoints.open("train@x", {"learning_rate": 0.001}, [])
+    with pytest.raises(Killed):
+        run(study, digits, tmp_path / "a", loop, None, killed.seed(SEED), live=DyingLive(tmp_path / "a", at=3))
+    assert killed.seed(SEED).load().epoch == 2
+    killed.complete()  # releases the lock, as the killed process's exit would...
+    assert not killed.folder.exists()  # ...and, on completion, its checkpoints go
+    killed = StageCheckpoints.open("train@x", {"learning_rate": 0.001}, [])
+    with pytest.raises(Killed):
+        run(study, digits, tmp_path / "a", loop, None, killed.seed(SEED), live=DyingLive(tmp_path / "a", at=3))
+    killed._lock.close()  # the process dies: its lock goes with it
+    changed = StageCheckpoints.open("train@x", {"learning_rate": 0.002}, [])
+    assert changed.folder != killed.folder and changed.seed(SEED).load() is None
+    capsys.readouterr()
+    run(study, digits, tmp_path / "b", loop, None, changed.seed(SEED))
+    assert "resuming" not in capsys.readouterr().err
+
+
+def test_a_stage_keeps_its_finished_seeds(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    outputs = [Path("models/v/seed_1.keras"), Path("metrics/train/v/seed_1")]
+    outputs[0].parent.mkdir(parents=True)
+    outputs[0].write_bytes(b"model bytes")
+    outputs[1].mkdir(parents=True)
+    (outputs[1] / "metrics.json").write_text('{"step": 4}')
+    first = StageCheckpoints.open("train@v", {"seeds": [1, 2]}, [])
+    first.finish_seed(1, {"history": {"loss": [1.0, float("nan")]}}, outputs)
+    first._lock.close()  # killed before seed 2 finished
+    for path in ("models", "metrics"):  # DVC deletes a stage's outputs before running it again
+        shutil.rmtree(path)
+
+    rerun = StageCheckpoints.open("train@v", {"seeds": [1, 2]}, [])
+    record = rerun.finished(1)
+    assert np.isnan(record["history"]["loss"][1]) and rerun.finished(2) is None
+    assert outputs[0].read_bytes() == b"model bytes" and (outputs[1] / "metrics.json").read_text() == '{"step": 4}'
+    assert "seed 1 kept from the interrupted run" in capsys.readouterr().err
+    # A second process with the same key while the first runs: no checkpoints rather than shared ones.
+    assert not StageCheckpoints.open("train@v", {"seeds": [1, 2]}, []).active
+    rerun.complete()
+    assert not rerun.folder.exists() and not any((tmp_path / "cache" / "resume").iterdir())
+
+
+def test_resume_can_be_turned_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path))
+    monkeypatch.setenv("NNSTUDY_RESUME", "0")
+    stage = StageCheckpoints.open("train@v", {}, [])
+    assert not stage.active and stage.seed(1) is None and stage.finished(1) is None
+    stage.complete()
+    assert not (tmp_path / "resume").exists() or not any((tmp_path / "resume").iterdir())
