@@ -9,11 +9,13 @@ directions (noise passes, a real regression fails).
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -90,7 +92,8 @@ def restore(repo: Path) -> None:
     run(repo, "dvc", "checkout", "-q")
 
 
-def make_repo(folder: Path, backend: str) -> Path:
+def copy_project(folder: Path, study: dict) -> Path:
+    """The project with `study` as its params.yaml, committed in a new git repository; nothing run yet."""
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
@@ -98,10 +101,15 @@ def make_repo(folder: Path, backend: str) -> Path:
         elif source.exists():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, folder / name)
-    (folder / "params.yaml").write_text(yaml.safe_dump(small_params(backend), sort_keys=False))
+    (folder / "params.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
     run(folder, "git", "init", "-q")
     run(folder, "git", "add", "-A")
     run(folder, "git", "commit", "-qm", "small study")
+    return folder
+
+
+def make_repo(folder: Path, backend: str) -> Path:
+    copy_project(folder, small_params(backend))
     run(folder, "dvc", "repro")
     run(folder, "git", "add", "-A")
     run(folder, "git", "commit", "-qm", "results")
@@ -315,3 +323,48 @@ def test_queued_experiments_run_in_parallel(jax_repo):
         # The test loss: on 360 test images two settings can tie on mean accuracy.
         losses[name] = diff["metrics/summary.json"]["batch_mini.loss.mean"]["new"]
     assert losses["epochs-6"] != losses["epochs-8"]
+
+
+def test_a_killed_stage_resumes_with_the_same_results(tmp_path, monkeypatch):
+    """kill -9 during seed 2 of `dvc repro train@batch_online`; the rerun keeps seed 1, resumes seed 2 from
+    its last epoch, and every output hash in dvc.lock is an uninterrupted run's (timings and the saved
+    archives aside, which carry their write time: their weights are compared instead)."""
+    study = small_params("jax")
+    # Online learning (batch size 1, ~1,150 updates an epoch on the digits, ~0.2 s): epochs long enough that the
+    # kill lands inside seed 2, not after it. Only this stage and the ones it depends on run.
+    study["epochs"] = 6
+    study["variants"]["batch_online"] = {"batch_size": 1}
+    repo = copy_project(tmp_path / "repo", study)
+    monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path / "cache"))  # its checkpoints, where the test sees them
+    run(repo, "dvc", "repro", "train@batch_online")
+    uninterrupted = yaml.safe_load((repo / "dvc.lock").read_text())
+    weights = {seed: dict(np.load(repo / f"results/weights/batch_online/seed_{seed}.npz")) for seed in (1, 2, 3)}
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    killed = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train@batch_online"], cwd=repo, env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume_dir = tmp_path / "cache" / "resume"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and killed.poll() is None and not list(resume_dir.glob("*/seed_2/epoch_*")):
+        time.sleep(0.01)
+    os.killpg(killed.pid, signal.SIGKILL)  # dvc and the stage's python: the whole process group
+    killed.wait()
+    [checkpoint] = resume_dir.glob("*/seed_2/epoch_*.npz")
+    assert (checkpoint.parent.parent / "seed_1" / "record.json").exists()
+    assert not (checkpoint.parent / "record.json").exists(), "the kill came after seed 2 had finished"
+    assert not (repo / "models/variants/batch_online/seed_2.keras").exists()
+
+    rerun = run(repo, "dvc", "repro", "train@batch_online")
+    said = rerun.stdout + rerun.stderr
+    assert "seed 1 kept from the interrupted run" in said
+    assert f"batch_online seed 2: resuming at epoch {int(checkpoint.stem.split('_')[1]) + 1} of 6" in said
+    assert not any(resume_dir.iterdir())  # the completed stage removed its checkpoints
+
+    stamped = ("metrics/timing/", "models/", "results/weights")
+    def hashes(lock: dict) -> dict:
+        return {name: [entry for entry in stage.get("deps", []) + stage.get("outs", [])
+                       if not entry["path"].startswith(stamped)] for name, stage in lock["stages"].items()}
+    assert hashes(yaml.safe_load((repo / "dvc.lock").read_text())) == hashes(uninterrupted)
+    for seed, before in weights.items():
+        after = np.load(repo / f"results/weights/batch_online/seed_{seed}.npz")
+        assert before.keys() == set(after.files) and all(np.array_equal(before[k], after[k]) for k in before)
