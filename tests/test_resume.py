@@ -65,7 +65,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(study, digits, tmp_path, 
     with pytest.raises(Killed):
         run(study, digits, tmp_path / "resumed", loop, stop, checkpoint,
             live=DyingLive(tmp_path / "resumed", at=killed_at))
-    assert [p.name for p in checkpoint.files()] == [f"epoch_{killed_at - 1}.npz"]
+    assert [p.name for p in checkpoint.files()] == [f"epoch_{killed_at - 1}.ckpt"]
     saved = checkpoint.load()
     assert saved.early_stop["wait"] == 1 and saved.best_weights is not None
     capsys.readouterr()
@@ -93,7 +93,7 @@ def test_checkpointing_changes_nothing(study, digits, tmp_path):
     assert saved.history == plain.history
     assert all(np.array_equal(saved.weights_after[n], w) for n, w in plain.weights_after.items())
     # The last epoch is never saved: the one before it is the checkpoint a kill after it resumes from.
-    assert [p.name for p in SeedCheckpoint(tmp_path / "ck", SEED).files()] == [f"epoch_{EPOCHS - 1}.npz"]
+    assert [p.name for p in SeedCheckpoint(tmp_path / "ck", SEED).files()] == [f"epoch_{EPOCHS - 1}.ckpt"]
 
 
 def test_a_changed_setting_or_input_is_another_key(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ files), the study's code and the library versions. A changed setting is another 
 checkpoint is never resumed; and the key does not name the workspace, so a queued experiment (run
 in a temporary copy of the repository) finds the checkpoint its killed worker left.
 
-    resume/<key>/seed_<s>/epoch_<k>.npz   the running seed after k finished epochs (the last one only)
+    resume/<key>/seed_<s>/epoch_<k>.ckpt  the running seed after k finished epochs (the last one only)
     resume/<key>/seed_<s>/record.json     a finished seed: what the stage needs of it, and
     resume/<key>/seed_<s>/files/...       the outputs it wrote, copied back on a rerun
 
@@ -123,7 +123,14 @@ def _state_variables(network: keras.Model) -> list:
 
 
 def capture(network: keras.Model) -> list[np.ndarray]:
-    return [keras.ops.convert_to_numpy(v.value).copy() for v in _state_variables(network)]
+    """Copies of every state variable's value (taken now: training goes on changing them)."""
+    variables = _state_variables(network)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        # One transfer for all of them: a third of the time of one convert_to_numpy per variable.
+        return [np.array(value) for value in jax.device_get([v.value for v in variables])]
+    return [keras.ops.convert_to_numpy(v.value).copy() for v in variables]
 
 
 def restore(network: keras.Model, values: list[np.ndarray]) -> None:
@@ -134,6 +141,48 @@ def restore(network: keras.Model, values: list[np.ndarray]) -> None:
         variable.assign(value)
 
 
+MAGIC = b"nnstudy-checkpoint\n"
+SUFFIX = ".ckpt"
+
+
+def _write_arrays(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """One file: MAGIC, the header's length (8 bytes), a JSON header, then every array's raw bytes.
+
+    (np.savez, a zip archive, took ~4x as long for the MLP's 1.6 MB: at 100 epochs a seed, the
+    difference is seconds per stage.)
+    """
+    # (not np.ascontiguousarray: it makes a 0-d array, such as the iteration count, 1-d)
+    arrays = {name: np.require(array, requirements="C") for name, array in arrays.items()}
+    specs, offset = [], 0
+    for name, array in arrays.items():
+        specs.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "offset": offset})
+        offset += array.nbytes
+    # NaN/Infinity stay JSON's extensions: a diverging epoch's NaN loss must come back as NaN.
+    header = json.dumps({"meta": meta, "arrays": specs, "size": offset}, default=_plain).encode()
+    with path.open("wb") as handle:
+        handle.write(MAGIC + len(header).to_bytes(8, "little") + header)
+        for array in arrays.values():
+            handle.write(array.data)
+
+
+def _read_arrays(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        raise ValueError("not a checkpoint")
+    start = len(MAGIC) + 8
+    length = int.from_bytes(data[len(MAGIC):start], "little")
+    header = json.loads(data[start:start + length])
+    body = memoryview(data)[start + length:]
+    if len(body) != header["size"]:
+        raise ValueError(f"{len(body)} bytes of arrays, {header['size']} expected (truncated)")
+    arrays = {}
+    for spec in header["arrays"]:
+        dtype = np.dtype(spec["dtype"])
+        count = int(np.prod(spec["shape"], dtype=np.int64))
+        arrays[spec["name"]] = np.frombuffer(body, dtype, count, spec["offset"]).reshape(tuple(spec["shape"])).copy()
+    return header["meta"], arrays
+
+
 class SeedCheckpoint:
     """The running seed's last epoch, in `folder` (one file, replaced every epoch)."""
 
@@ -141,20 +190,18 @@ class SeedCheckpoint:
         self.folder, self.seed = folder, seed
 
     def files(self) -> list[Path]:
-        return sorted(self.folder.glob("epoch_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
+        return sorted(self.folder.glob(f"epoch_*{SUFFIX}"), key=lambda p: int(p.stem.split("_")[1]))
 
     def load(self) -> EpochState | None:
         for path in reversed(self.files()):
             try:
-                with np.load(path, allow_pickle=False) as arrays:
-                    meta = json.loads(bytes(arrays["meta"]).decode())
-                    variables = [arrays[f"v{i}"] for i in range(meta["variables"])]
-                    best = ([arrays[f"b{i}"] for i in range(meta["best_weights"])]
-                            if meta["best_weights"] is not None else None)
-                    rng = meta["numpy_rng"]
-                    if rng is not None:
-                        rng = (rng[0], arrays["rng_keys"], *rng[1:])
-            except (OSError, ValueError, KeyError) as error:  # a half-written file (disk full): the one before
+                meta, arrays = _read_arrays(path)
+                variables = [arrays[f"v{i}"] for i in range(meta["variables"])]
+                best = [arrays[f"b{i}"] for i in range(meta["best_weights"])] if meta["best_weights"] is not None else None
+                rng = meta["numpy_rng"]
+                if rng is not None:
+                    rng = (rng[0], arrays["rng_keys"], *rng[1:])
+            except (OSError, ValueError, KeyError) as error:  # damaged (a full disk): try the one before
                 print(f"  {path}: unreadable checkpoint ({error}); ignored", file=sys.stderr)
                 continue
             return EpochState(meta["epoch"], variables, meta["history"], meta["fit_seconds"], meta["live_step"],
@@ -173,15 +220,8 @@ class SeedCheckpoint:
                 "numpy_rng": rng, "early_stop": state.early_stop,
                 "best_weights": None if state.best_weights is None else len(state.best_weights),
                 "extra": state.extra}
-        # allow_nan: a diverging epoch's NaN loss must come back as NaN, not as a string.
-        arrays["meta"] = np.frombuffer(json.dumps(meta, default=_plain).encode(), dtype=np.uint8)
-        path = self.folder / f"epoch_{state.epoch}.npz"
-        # Uncompressed: an MLP's state is a few MB, and compressing it would cost more than the epoch.
-        def write(target: Path) -> None:
-            with target.open("wb") as handle:
-                np.savez(handle, **arrays)
-
-        _replace_atomically(path, write)
+        path = self.folder / f"epoch_{state.epoch}{SUFFIX}"
+        _replace_atomically(path, lambda target: _write_arrays(target, meta, arrays))
         for older in self.files():
             if older != path:
                 older.unlink(missing_ok=True)
@@ -325,7 +365,7 @@ class StageCheckpoints:
             names.append(Path(output).as_posix())
         _replace_atomically(folder / "record.json",
                             lambda target: target.write_text(json.dumps({"outputs": names, "record": record})))
-        for epoch_file in folder.glob("epoch_*.npz"):
+        for epoch_file in folder.glob(f"epoch_*{SUFFIX}"):
             epoch_file.unlink()
 
     def complete(self) -> None:
