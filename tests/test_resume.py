@@ -165,3 +165,59 @@ def test_resume_can_be_turned_off(monkeypatch, tmp_path):
     assert not stage.active and stage.seed(1) is None and stage.finished(1) is None
     stage.complete()
     assert not (tmp_path / "resume").exists() or not any((tmp_path / "resume").iterdir())
+
+
+# --- the transfer study's two phases (Keras fit, early stopping per phase) ---
+
+PHASE_EPOCHS = 4
+
+
+@pytest.fixture(scope="module")
+def transfer_task(digits):
+    from nnstudy.transfer.training import Task
+
+    images = lambda split, n: split.x[:n].reshape(-1, 8, 8, 1)  # noqa: E731
+    return Task(images(digits.train, 240), digits.train.labels[:240], images(digits.val, 80),
+                digits.val.labels[:80], num_classes=10)
+
+
+def transfer_run(study, task, checkpoint=None, killed_at=None):
+    """The `partial` recipe on 8x8 digits (a random base stands in for the source one: two phases all the
+    same), augmented (the augmentation layers' SeedGenerator state) and with dropout."""
+    from nnstudy.transfer.training import train_recipe
+
+    def log(epoch, logs):
+        if epoch + 1 == killed_at:
+            raise Killed()
+
+    recipe = replace(study.transfer.base, model="cnn_small", weights="source", input_size=8, augment=True,
+                     epochs=PHASE_EPOCHS, patience=1, batch_size=32, unfreeze=1.0)
+    enable_determinism(SEED)
+    # Contrast only: rotation and zoom cost ~30 ms a batch on CPU, and their SeedGenerators are the same kind.
+    return train_recipe(recipe, task, augmentations=("contrast",), log=log,
+                        checkpoint=checkpoint)
+
+
+@pytest.fixture(scope="module")
+def transfer_plain(study, transfer_task):
+    return transfer_run(study, transfer_task)
+
+
+@pytest.mark.parametrize("where", ["head", "fine_tune start", "fine_tune"])
+def test_a_transfer_run_resumes_in_its_phase(study, transfer_task, transfer_plain, tmp_path, where, capsys):
+    phases = transfer_plain.history["phase"]
+    first_fine_tune = phases.index("fine_tune") + 1  # 1-based, over both phases
+    assert first_fine_tune >= 3 and len(phases) >= first_fine_tune + 1
+    killed_at = {"head": 2, "fine_tune start": first_fine_tune, "fine_tune": first_fine_tune + 1}[where]
+    checkpoint = SeedCheckpoint(tmp_path, SEED)
+    with pytest.raises(Killed):
+        transfer_run(study, transfer_task, checkpoint, killed_at)
+    capsys.readouterr()
+    resumed = transfer_run(study, transfer_task, checkpoint)
+    phase, epoch = ("head", 2) if where == "head" else ("fine_tune", 1 if where == "fine_tune start" else 2)
+    assert f"resuming the {phase} phase at its epoch {epoch}" in capsys.readouterr().out
+
+    assert resumed.history == transfer_plain.history
+    assert resumed.phases == transfer_plain.phases
+    plain_state = [keras.ops.convert_to_numpy(v).tobytes() for v in transfer_plain.network.variables]
+    assert [keras.ops.convert_to_numpy(v).tobytes() for v in resumed.network.variables] == plain_state

@@ -273,7 +273,11 @@ class Checkpointing(keras.callbacks.Callback):
         done = epoch + 1
         if done >= self.epochs or self.model.stop_training or not math.isfinite(float(logs.get("loss", 0.0))):
             return
-        stop = self.early_stop
+        self.save(done)
+
+    def save(self, done: int) -> None:
+        """The state after `done` epochs of this fit (0: before its first, when early stopping is fresh)."""
+        stop = self.early_stop if done > 0 else None
         self.checkpoint.save(EpochState(
             epoch=self.history_offset + done,
             variables=capture(self.model),
@@ -293,10 +297,15 @@ def _plain_float(value: Any) -> Any:
     return None if value is None else float(value)
 
 
-def resume_network(network: keras.Model, state: EpochState, first_batch: tuple[np.ndarray, np.ndarray],
+def resume_network(network: keras.Model, state: EpochState, first_batch: tuple[np.ndarray, np.ndarray] | None,
                    live=None) -> None:
-    """Put a freshly built, compiled network (and its DVCLive run) back in the state after `state.epoch`."""
-    network._symbolic_build(data_batch=first_batch)  # creates the optimizer's and metrics' variables
+    """Put a freshly built, compiled network (and its DVCLive run) back in the state after `state.epoch`.
+
+    `first_batch` builds the optimizer's and metrics' variables, to take the saved values; None for a
+    state saved before fit built them (the start of a phase), which fit then builds as it would have.
+    """
+    if first_batch is not None:
+        network._symbolic_build(data_batch=first_batch)
     restore(network, state.variables)
     if state.numpy_rng is not None:
         np.random.set_state(state.numpy_rng)
