@@ -235,3 +235,40 @@ def test_a_transfer_run_resumes_in_its_phase(study, transfer_task, transfer_plai
     assert resumed.phases == transfer_plain.phases
     plain_state = [keras.ops.convert_to_numpy(v).tobytes() for v in transfer_plain.network.variables]
     assert [keras.ops.convert_to_numpy(v).tobytes() for v in resumed.network.variables] == plain_state
+
+
+# --- the open-set stage's second network, the two-headed one (Keras fit, sample weights per output) ---
+
+class DyingCheckpoint(SeedCheckpoint):
+    """Dies right after saving epoch `at`: the kill comes in the epoch after it."""
+
+    def __init__(self, folder: Path, seed: int, at: int):
+        super().__init__(folder, seed)
+        self.at = at
+
+    def save(self, state):
+        super().save(state)
+        if state.epoch == self.at:
+            raise Killed()
+
+
+def test_the_known_head_resumes(digits, tmp_path, capsys):
+    from nnstudy.probing.openset import build_known_head_model, fit_known_head
+
+    known = digits.train.labels < 5
+    val_known = digits.val.labels < 5
+
+    def fit(checkpoint=None):
+        network = build_known_head_model((16,), "relu", 5, input_dim=64, seed=SEED, learning_rate=0.01)
+        history = fit_known_head(network, digits.train.x[known], digits.train.y[known][:, :5], digits.train.x[~known],
+                                 epochs=5, batch_size=64, seed=SEED, checkpoint=checkpoint,
+                                 validation=(digits.val.x[val_known], digits.val.y[val_known][:, :5],
+                                             digits.val.x[~val_known]))
+        return history, [keras.ops.convert_to_numpy(v).tobytes() for v in network.variables]
+
+    plain = fit()
+    with pytest.raises(Killed):
+        fit(DyingCheckpoint(tmp_path, SEED, at=2))
+    capsys.readouterr()
+    assert fit(SeedCheckpoint(tmp_path, SEED)) == plain
+    assert "resuming the known head at epoch 3 of 5" in capsys.readouterr().out
