@@ -2,7 +2,9 @@
 a changed setting or input never resumes; a stage keeps the seeds it finished."""
 
 import json
+import os
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from nnstudy.training.loop import EarlyStop, open_live, train
 from nnstudy.training.models import enable_determinism
-from nnstudy.training.resume import SeedCheckpoint, StageCheckpoints, stage_key
+from nnstudy.training.resume import EpochState, SeedCheckpoint, StageCheckpoints, stage_key
 
 SEED, EPOCHS = 2, 8
 
@@ -272,3 +274,17 @@ def test_the_known_head_resumes(digits, tmp_path, capsys):
     capsys.readouterr()
     assert fit(SeedCheckpoint(tmp_path, SEED)) == plain
     assert "resuming the known head at epoch 3 of 5" in capsys.readouterr().out
+
+
+def test_stale_checkpoints_are_pruned(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path))
+    held = StageCheckpoints.open("train@held", {}, [])   # a stage running now: never pruned
+    old = StageCheckpoints.open("train@old", {}, [])
+    old.seed(1).save(EpochState(1, [np.zeros(3)], {}, 0.0))
+    old._lock.close()  # killed long ago
+    month = time.time() - 31 * 86400
+    for folder in (held.folder, old.folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.utime(folder, (month, month))
+    StageCheckpoints.open("train@new", {}, [])
+    assert held.folder.exists() and not old.folder.exists()

@@ -41,6 +41,7 @@ import numpy as np
 from nnstudy.core import paths
 
 FORMAT = 1  # bump when the checkpoint's layout changes: old checkpoints get another key
+STALE_DAYS = 30  # a checkpoint untouched this long is deleted by the next stage that opens one
 _PACKAGE = Path(__file__).resolve().parents[1]  # nnstudy/
 CODE_DIRS = (_PACKAGE, _PACKAGE.parent / "stages")
 
@@ -340,7 +341,11 @@ class StageCheckpoints:
 
     @classmethod
     def open(cls, stage: str, settings: Any, inputs: Iterable[Path], root: Path | None = None) -> "StageCheckpoints":
-        return cls(stage, stage_key(stage, settings, inputs) if enabled() else None, root)
+        if not enabled():
+            return cls(stage, None, root)
+        root = root or paths.cache_dir() / "resume"
+        prune(root)
+        return cls(stage, stage_key(stage, settings, inputs), root)
 
     @property
     def active(self) -> bool:
@@ -385,6 +390,25 @@ class StageCheckpoints:
             Path(self._lock.name).unlink(missing_ok=True)
             self._lock.close()
             self._lock = None
+
+
+def prune(root: Path, max_age_days: float = STALE_DAYS) -> None:
+    """Delete checkpoints nobody will resume: a killed stage whose settings then changed leaves one
+    under a key no run will ask for again. Untouched for `max_age_days`, and not held by a running stage."""
+    if not root.is_dir():
+        return
+    cutoff = time.time() - max_age_days * 86400
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.stat().st_mtime > cutoff:
+            continue
+        lock_path = root / f"{folder.name}.lock"
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
 
 
 def announce(label: str, state: EpochState, epochs: int) -> None:
