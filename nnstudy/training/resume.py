@@ -14,7 +14,9 @@ in a temporary copy of the repository) finds the checkpoint its killed worker le
 An epoch's state is everything the next epoch reads, so a resumed run is the uninterrupted run:
 every variable of the network (weights, BatchNorm statistics, the Dropout/augmentation
 SeedGenerator states), of its optimizer (slots, iteration count) and of its metrics; the shuffle
-RNG (NumPy's global one for `fit`; the compiled loop's own generator is replayed from its seed);
+RNG (NumPy's global one for `fit` on JAX; the compiled loop's own generator is replayed from its
+seed; on TensorFlow, once keras.utils.set_random_seed has run, fit's tf.data pipeline shuffles in
+the same order every epoch, so there is no state to keep);
 early stopping's state (wait, best value, best epoch, best weights); the history so far; the
 DVCLive step and summary. The file is written to a temporary name and renamed, so a kill during a
 write leaves the previous epoch's file whole. The stage deletes its folder when it completes.
