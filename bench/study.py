@@ -3,6 +3,7 @@ and loop, the whole default study from clean, `dvc exp run -S optimizer=sgd` and
 
     python3 run.py bench              # writes bench/results.json (commit it); ~45 min on 2 cores
     python3 run.py bench --transfer   # only the offline transfer study from clean (~5 min), merged in
+    python3 run.py bench --resume     # only what per-epoch checkpoints cost train@batch_mini (~3 min), merged in
 
 Everything runs in a fresh clone of HEAD in a temporary folder, on the same data split:
 1. the whole default study from clean (no dvc.lock, no outputs, no run cache), stage by stage;
@@ -123,8 +124,36 @@ def transfer_from_clean(env: dict[str, str]) -> dict:
     }
 
 
+def resume_cost(env: dict[str, str], pairs: int = 3) -> dict:
+    """train@batch_mini of the default study (100 epochs x 3 seeds: the most checkpoints per second of
+    training), run as its stage module with checkpoints off and on, alternating, `pairs` times."""
+    with tempfile.TemporaryDirectory(prefix="nnstudy-bench-") as folder:
+        repo, commit = fresh_clone(folder)
+        subprocess.run(["dvc", "repro", "settings", "prepare"], cwd=repo, env=env, check=True, capture_output=True)
+        seconds: dict[str, list[float]] = {"off": [], "on": []}
+        for _ in range(pairs):
+            for mode, flag in (("off", "0"), ("on", "1")):
+                begun = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "stages.train", "batch_mini"], cwd=repo, check=True,
+                               env=dict(env, NNSTUDY_RESUME=flag), capture_output=True)
+                seconds[mode].append(round(time.perf_counter() - begun, 2))
+    added = [on - off for off, on in zip(seconds["off"], seconds["on"])]
+    return {
+        "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+        "stage": "train@batch_mini (python -m stages.train batch_mini)", "seconds": seconds,
+        "added_seconds_median": round(sorted(added)[len(added) // 2], 2),
+        "added_share_median": round(sorted(a / off for a, off in zip(added, seconds["off"]))[len(added) // 2], 3),
+    }
+
+
 def main() -> None:
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    if sys.argv[1:] == ["--resume"]:
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        results["resume"] = resume_cost(env)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results["resume"], indent=2))
+        return
     if sys.argv[1:] == ["--transfer"]:
         # Only the transfer study, merged into the committed results (the rest stays as measured).
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

@@ -5,6 +5,7 @@ the network a practitioner would keep. The epoch kept is recorded per seed.
 """
 
 import time
+from dataclasses import asdict
 
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
@@ -23,20 +24,33 @@ def main() -> None:
     from nnstudy.core.data import load_prepared
     from nnstudy.training.loop import EarlyStop, learning_curves, open_live, record_summary, train
     from nnstudy.training.models import enable_determinism
+    from nnstudy.training.resume import StageCheckpoints
     from nnstudy.training.tuning import tuned_model
 
     model = tuned_model(study.base, best["hyperparameters"], study.tune.batch_size, study.final.max_epochs)
     stop = EarlyStop(study.final.monitor, study.final.patience)
     data = load_prepared()
+    checkpoints = StageCheckpoints.open(
+        "final", {"model": asdict(model), "stop": asdict(stop), "seeds": study.seeds, "loop": study.loop,
+                  "backend": study.backend, "diverged_loss": study.diverged_loss},
+        [paths.TUNE_BEST, paths.PREPARED_DIR])
     histories, fit_seconds = [], {}
     for seed in study.seeds:
+        kept = checkpoints.finished(seed)
+        if kept is not None:
+            histories.append(kept["history"])
+            fit_seconds[paths.seed_name(seed)] = kept["fit_seconds"]
+            continue
         enable_determinism(seed)
         live = open_live(paths.train_live_dir(paths.FINAL, seed))
-        result = train(model, data, seed, live, study.diverged_loss, study.loop, label=f"final seed {seed}", stop=stop)
+        result = train(model, data, seed, live, study.diverged_loss, study.loop, label=f"final seed {seed}", stop=stop,
+                       checkpoint=checkpoints.seed(seed))
         record_summary(live, result)
         save_model(result.network, paths.model_file(paths.FINAL, seed))
         histories.append(result.history)
         fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
+        checkpoints.finish_seed(seed, {"history": result.history, "fit_seconds": fit_seconds[paths.seed_name(seed)]},
+                                [paths.model_file(paths.FINAL, seed), paths.train_live_dir(paths.FINAL, seed)])
         kept = result.kept_epoch
         print(f"final seed {seed}: stopped after {result.epochs_run} epochs, kept epoch {kept} "
               f"(val accuracy {result.history['val_accuracy'][kept - 1]:.4f}), {result.fit_seconds:.1f} s")
@@ -47,6 +61,7 @@ def main() -> None:
         "backend": study.backend, "loop": study.loop, "fit_seconds": fit_seconds,
         "stage_seconds": round(time.time() - backend.process_start(), 2),
     })
+    checkpoints.complete()
 
 
 if __name__ == "__main__":

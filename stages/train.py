@@ -4,6 +4,9 @@
 
 Its only inputs are the prepared data and results/settings/<variant>.json (the settings stage
 writes it from params.yaml), so it re-runs only when this variant's own settings change.
+
+Killed (kill -9, a power cut), a rerun keeps the seeds it finished and resumes the running one
+from its last finished epoch (nnstudy.training.resume), with the same results.
 """
 
 import argparse
@@ -31,21 +34,32 @@ def main() -> None:
     from nnstudy.core.data import load_prepared
     from nnstudy.training.loop import learning_curves, open_live, record_summary, train
     from nnstudy.training.models import enable_determinism
+    from nnstudy.training.resume import StageCheckpoints
     from nnstudy.training.weights import save_weights
 
     data = load_prepared()
+    checkpoints = StageCheckpoints.open(f"train@{variant}", settings,
+                                        [paths.settings_file(variant), paths.PREPARED_DIR])
     histories, fit_seconds, startup = [], {}, None
     for seed in settings.seeds:
+        kept = checkpoints.finished(seed)
+        if kept is not None:
+            histories.append(kept["history"])
+            fit_seconds[paths.seed_name(seed)] = kept["fit_seconds"]
+            continue
         enable_determinism(seed)
         live = open_live(paths.train_live_dir(variant, seed))
         result = train(model, data, seed, live, settings.diverged_loss, settings.loop,
-                       label=f"{variant} seed {seed}")
+                       label=f"{variant} seed {seed}", checkpoint=checkpoints.seed(seed))
         record_summary(live, result)
         save_model(result.network, paths.model_file(variant, seed))
         save_weights(result.weights_before, result.weights_after, paths.weights_file(variant, seed))
         histories.append(result.history)
         startup = startup or result.built_at - backend.process_start()
         fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
+        checkpoints.finish_seed(seed, {"history": result.history, "fit_seconds": fit_seconds[paths.seed_name(seed)]},
+                                [paths.model_file(variant, seed), paths.weights_file(variant, seed),
+                                 paths.train_live_dir(variant, seed)])
         state = "DIVERGED" if result.diverged else "ok"
         print(f"{variant} seed {seed}: {result.epochs_run} epochs, {result.weight_updates} updates, "
               f"val accuracy {result.history['val_accuracy'][-1]:.4f}, {result.fit_seconds:.1f} s, {state}")
@@ -55,9 +69,10 @@ def main() -> None:
     write_json(paths.timing_file(f"train_{variant}"), {
         "backend": settings.backend, "loop": settings.loop, "fit_seconds": fit_seconds,
         # Process start to data loaded and the first network built: what each stage pays up front.
-        "startup_seconds": round(startup, 2),
+        "startup_seconds": round(startup or time.time() - backend.process_start(), 2),
         "stage_seconds": round(time.time() - backend.process_start(), 2),
     })
+    checkpoints.complete()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ per seed, and test each network on the target test set.
     python -m stages.transfer_train transfer_partial_10
 
 Its inputs are the tasks (data/transfer), the source network and results/transfer/settings/<run>.json.
+Killed, a rerun keeps the finished seeds and resumes the running one in the phase and at the epoch it
+had reached (nnstudy.training.resume), with the same results.
 """
 
 import argparse
@@ -33,6 +35,7 @@ def main() -> None:
     from nnstudy.evaluation.metrics import predicted_labels
     from nnstudy.training.loop import Progress, epoch_logger, learning_curves, open_live
     from nnstudy.training.models import enable_determinism
+    from nnstudy.training.resume import StageCheckpoints
     from nnstudy.core.jsonio import make_strict
     from nnstudy.transfer.data import load_task
     from nnstudy.transfer.evaluate import run_metrics, target_task
@@ -42,15 +45,26 @@ def main() -> None:
     task, test, names = target_task(load_task(paths.TRANSFER_DATA_DIR), recipe, settings["subset_seed"],
                                     settings["val_per_class"])
     imagenet = imagenet_weights(recipe.model, recipe.input_size) if recipe.weights == "imagenet" else None
+    checkpoints = StageCheckpoints.open(
+        f"transfer_train@{run}", settings,
+        [paths.transfer_settings_file(run), paths.TRANSFER_DATA_DIR]
+        + ([paths.TRANSFER_SOURCE_DIR] if recipe.weights == "source" else []))
     histories, predictions, fit_seconds, startup = [], {"label": test.y}, {}, None
     for seed in settings["seeds"]:
+        kept = checkpoints.finished(seed)
+        if kept is not None:
+            histories.append(kept["history"])
+            predictions[paths.seed_name(seed)] = np.asarray(kept["predictions"])
+            fit_seconds[paths.seed_name(seed)] = kept["fit_seconds"]
+            continue
         enable_determinism(seed)
         live = open_live(paths.transfer_live_dir(run, seed))
         startup = startup or time.time() - backend.process_start()
         result = train_recipe(
             recipe, task, base_weights=paths.source_weights_file(seed) if recipe.weights == "source" else None,
             imagenet=imagenet, augmentations=tuple(settings["augmentations"]), factor=settings["augment_factor"],
-            log=epoch_logger(live, Progress(f"{run} seed {seed}", recipe.epochs)))
+            log=epoch_logger(live, Progress(f"{run} seed {seed}", recipe.epochs)),
+            checkpoint=checkpoints.seed(seed), live=live)
         proba = np.asarray(result.network.predict(test.x_float, batch_size=256, verbose=0), dtype=np.float64)
         metrics = run_metrics(test.y, proba)
         for name, value in metrics.items():
@@ -70,14 +84,18 @@ def main() -> None:
         fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
         phases = ", ".join(f"{p.name} {p.epochs_run} epochs (kept {p.kept_epoch})" for p in result.phases)
         print(f"{run} seed {seed}: {phases}; test accuracy {metrics['accuracy']:.4f}, {result.fit_seconds:.1f} s")
+        checkpoints.finish_seed(seed, {"history": result.history, "fit_seconds": fit_seconds[paths.seed_name(seed)],
+                                       "predictions": predictions[paths.seed_name(seed)].tolist()},
+                                [paths.transfer_model_file(run, seed), paths.transfer_live_dir(run, seed)])
 
     write_csv(pd.DataFrame(predictions), paths.transfer_predictions_file(run))
     for metric, table in learning_curves(histories).items():
         write_csv(table, paths.transfer_curve_file(metric, run))
     write_json(paths.timing_file(run), {
-        "fit_seconds": fit_seconds, "startup_seconds": round(startup, 2),
+        "fit_seconds": fit_seconds, "startup_seconds": round(startup or time.time() - backend.process_start(), 2),
         "stage_seconds": round(time.time() - backend.process_start(), 2),
     })
+    checkpoints.complete()
 
 
 if __name__ == "__main__":

@@ -7,16 +7,20 @@ directions (noise passes, a real regression fails).
 """
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from nnstudy.check import gate, parse_summary
-from study_helpers import BACKENDS, VARIANTS, make_repo, restore, run, strict_json, trained
+from study_helpers import BACKENDS, VARIANTS, copy_project, make_repo, restore, run, small_params, strict_json, trained
 
 # The stages with TensorFlow code of their own that the forced re-run repeats on TensorFlow: training
 # with dropout and L1, the tuner, early stopping, the dreams' gradient tape, and the transfer study's
@@ -270,3 +274,49 @@ def test_queued_experiments_run_in_parallel(jax_repo):
         summary = run(repo, "git", "show", f"{ref}:results/summary.json").stdout
         losses[name] = json.loads(summary)["batch_mini"]["loss"]["mean"]
     assert losses["epochs-6"] != losses["epochs-8"]
+
+
+def test_a_killed_stage_resumes_with_the_same_results(tmp_path, monkeypatch):
+    """kill -9 during seed 2 of `dvc repro train@batch_online`; the rerun keeps seed 1, resumes seed 2 from
+    its last epoch, and every output hash in dvc.lock is an uninterrupted run's (timings and the saved
+    archives aside, which carry their write time: their weights are compared instead)."""
+    study = small_params("jax")
+    # Online learning (batch size 1, ~1,150 updates an epoch on the digits, ~0.2 s): epochs long enough that the
+    # kill lands inside seed 2, not after it. Only this stage and the ones it depends on run.
+    study["epochs"] = 6
+    study["variants"]["batch_online"] = {"batch_size": 1}
+    repo = copy_project(tmp_path / "repo", study)
+    monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path / "cache"))  # its checkpoints, where the test sees them
+    run(repo, "dvc", "repro", "train@batch_online")
+    uninterrupted = yaml.safe_load((repo / "dvc.lock").read_text())
+    weights = {seed: dict(np.load(repo / f"results/weights/batch_online/seed_{seed}.npz")) for seed in (1, 2, 3)}
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    killed = subprocess.Popen(["dvc", "repro", "--force", "--single-item", "train@batch_online"], cwd=repo, env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume_dir = tmp_path / "cache" / "resume"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and killed.poll() is None and not list(resume_dir.glob("*/seed_2/epoch_*")):
+        time.sleep(0.01)
+    os.killpg(killed.pid, signal.SIGKILL)  # dvc and the stage's python: the whole process group
+    killed.wait()
+    # The latest (a kill between writing one and deleting the one before leaves two).
+    checkpoint = max(resume_dir.glob("*/seed_2/epoch_*.ckpt"), key=lambda p: int(p.stem.split("_")[1]))
+    assert (checkpoint.parent.parent / "seed_1" / "record.json").exists()
+    assert not (checkpoint.parent / "record.json").exists(), "the kill came after seed 2 had finished"
+    assert not (repo / "models/variants/batch_online/seed_2.keras").exists()
+
+    rerun = run(repo, "dvc", "repro", "train@batch_online")
+    said = rerun.stdout + rerun.stderr
+    assert "seed 1 kept from the interrupted run" in said
+    assert f"batch_online seed 2: resuming at epoch {int(checkpoint.stem.split('_')[1]) + 1} of 6" in said
+    assert not any(resume_dir.iterdir())  # the completed stage removed its checkpoints
+
+    stamped = ("results/timing/", "models/", "results/weights")
+    def hashes(lock: dict) -> dict:
+        return {name: [entry for entry in stage.get("deps", []) + stage.get("outs", [])
+                       if not entry["path"].startswith(stamped)] for name, stage in lock["stages"].items()}
+    assert hashes(yaml.safe_load((repo / "dvc.lock").read_text())) == hashes(uninterrupted)
+    for seed, before in weights.items():
+        after = np.load(repo / f"results/weights/batch_online/seed_{seed}.npz")
+        assert before.keys() == set(after.files) and all(np.array_equal(before[k], after[k]) for k in before)

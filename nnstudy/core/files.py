@@ -65,6 +65,28 @@ def all_or_nothing() -> Iterator[None]:
         _pending = None
 
 
+def copy_as_committed(source: Path, target: Path) -> None:
+    """Copy a file or folder as it will be once this stage's held-back renames are done: pending
+    temporary files in place of their targets, left-over temporaries skipped. (A resume checkpoint
+    keeps a finished seed's outputs while the stage still runs: inside all_or_nothing() a model
+    saved a minute ago exists only under its temporary name.)"""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    pending = {Path(path).resolve(): temporary for path, temporary in (_pending or {}).items()}
+    if source.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns(".tmp-*"))
+        for path, temporary in pending.items():
+            if path.is_relative_to(source.resolve()):
+                copied = target / path.relative_to(source.resolve())
+                copied.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(temporary, copied)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(pending.get(source.resolve(), source), target)
+
+
 @contextmanager
 def atomic(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; once the block ends without error it replaces `path`

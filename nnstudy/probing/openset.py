@@ -248,10 +248,13 @@ def known_head_data(x_known: np.ndarray, y_known_onehot: np.ndarray, x_unknown: 
 
 def fit_known_head(network: keras.Model, x_known: np.ndarray, y_known_onehot: np.ndarray, x_unknown: np.ndarray,
                    epochs: int, batch_size: int, seed: int,
-                   validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, list[float]]:
+                   validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                   checkpoint=None) -> dict[str, list[float]]:
     """Train the two-headed network on known and unknown examples, mixed and shuffled each epoch.
 
     validation: (x_known, y_known_onehot, x_unknown) held out the same way, or None.
+    checkpoint: a nnstudy.training.resume.SeedCheckpoint: the state is saved there after every
+    epoch, and a killed run's state is resumed from it.
     Returns the Keras history as plain floats (loss, classes_loss, known_loss, accuracies, val_*).
     """
     import keras
@@ -260,6 +263,21 @@ def fit_known_head(network: keras.Model, x_known: np.ndarray, y_known_onehot: np
     validation_data = None if validation is None else known_head_data(*validation)
     # Seeds the shuffling order (NumPy's global generator); same seed, same run.
     keras.utils.set_random_seed(seed)
-    history = network.fit(x, targets, sample_weight=weights, batch_size=min(batch_size, len(x)), epochs=epochs,
-                          validation_data=validation_data, shuffle=True, verbose=0).history
-    return {name: [float(v) for v in values] for name, values in history.items()}
+    batch_size = min(batch_size, len(x))
+    callbacks, resumed, initial_epoch = [], None, 0
+    if checkpoint is not None:
+        from nnstudy.training.resume import Checkpointing, resume_network
+
+        resumed = checkpoint.load()
+        if resumed is not None:
+            first = (x[:batch_size], {k: v[:batch_size] for k, v in targets.items()},
+                     {k: v[:batch_size] for k, v in weights.items()})
+            resume_network(network, resumed, first)
+            initial_epoch = resumed.epoch
+            print(f"  resuming the known head at epoch {initial_epoch + 1} of {epochs}", flush=True)
+        callbacks.append(Checkpointing(checkpoint, epochs, resumed))
+    history = network.fit(x, targets, sample_weight=weights, batch_size=batch_size, epochs=epochs,
+                          validation_data=validation_data, shuffle=True, verbose=0, callbacks=callbacks,
+                          initial_epoch=initial_epoch).history
+    before = resumed.history if resumed is not None else {}
+    return {name: [*before.get(name, []), *(float(v) for v in values)] for name, values in history.items()}

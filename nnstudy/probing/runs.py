@@ -5,6 +5,7 @@ spread; the pieces they combine live in openset.py, nondigit.py and dreams.py.
 """
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -51,18 +52,25 @@ def probe_inputs(data: PreparedData, n: int, seed: int, fashion: np.ndarray | No
 
 def run_openset(model: ModelParams, data: PreparedData, known: tuple[int, ...], train_unknowns: tuple[int, ...],
                 tpr: float, seed: int, live, loss_limit: float, loop: str,
-                nondigit: dict[str, np.ndarray]) -> OpenSetRun:
+                nondigit: dict[str, np.ndarray], checkpoint_dir: Path | None = None) -> OpenSetRun:
     """Train on the known digits, score every test digit, pick each threshold on validation knowns.
 
     (a) max softmax and (b) distance to the nearest class centroid in the last hidden layer use
     one classifier that never saw an unknown; (c) the known head is trained with the training
     split's examples of `train_unknowns` (the test split is never trained on).
+    checkpoint_dir: where each network's state goes every epoch (nnstudy.training.resume), so that a
+    killed run resumes; None for none.
     """
     from nnstudy.training.loop import train  # Keras-heavy: only the openset stage needs it
+    from nnstudy.training.resume import SeedCheckpoint
+
+    def checkpoint(network: str) -> SeedCheckpoint | None:
+        return None if checkpoint_dir is None else SeedCheckpoint(checkpoint_dir / network, seed)
 
     known_data = PreparedData(known_subset(data.train, known), known_subset(data.val, known),
                               known_subset(data.test, known), data.image_shape, len(known))
-    classifier = train(model, known_data, seed, live, loss_limit, loop, label=f"open set seed {seed}").network
+    classifier = train(model, known_data, seed, live, loss_limit, loop, label=f"open set seed {seed}",
+                       checkpoint=checkpoint("classifier")).network
     features = openset.feature_model(classifier)
     centroids = openset.class_centroids(predict(features, known_data.train.x), known_data.train.labels, len(known))
     val_known = known_data.val.x
@@ -79,7 +87,8 @@ def run_openset(model: ModelParams, data: PreparedData, known: tuple[int, ...], 
     unknown_val = np.isin(data.val.labels, train_unknowns)
     openset.fit_known_head(head, known_data.train.x, known_data.train.y, data.train.x[unknown_train], model.epochs,
                            int(min(256 if model.batch_size == "full" else model.batch_size, len(data.train.x))), seed,
-                           validation=(val_known, known_data.val.y, data.val.x[unknown_val]))
+                           validation=(val_known, known_data.val.y, data.val.x[unknown_val]),
+                           checkpoint=checkpoint("known_head"))
 
     def known_head(x: np.ndarray) -> np.ndarray:
         return predict(head, x)["known"].ravel()

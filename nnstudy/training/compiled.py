@@ -62,6 +62,7 @@ def fit_compiled(
     shuffle: bool = True,
     on_epoch_end: EpochCallback | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    initial_epoch: int = 0,
 ) -> History:
     """Same math as network.fit(x, y, batch_size, epochs, validation_data=validation, shuffle=...).
 
@@ -74,6 +75,10 @@ def fit_compiled(
     epoch's logs, on_train_end) and may stop training with `model.stop_training`, so Keras'
     own EarlyStopping(restore_best_weights=True) works unchanged. Batch-level calls are not made:
     there is no Python between the batches of an epoch.
+
+    `initial_epoch`, as in fit: the network already holds the state after that many epochs (a
+    resumed run); the shuffle order of the epochs before it is drawn and skipped, so epoch k
+    sees the same order as in an uninterrupted run. The history returned starts there.
     """
     _check_network(network)
     x, y = _as_floatx(x), _as_floatx(y)
@@ -88,7 +93,7 @@ def fit_compiled(
     # The data goes to the device once for the whole run; each epoch only sends its row order.
     train_data: Batch = jax.device_put((x, y))
     val_data: Batch = jax.device_put((val_x, val_y))
-    epoch_rows = _epoch_rows(len(x), batch_size, shuffle, seed)
+    epoch_rows = _epoch_rows(len(x), batch_size, shuffle, seed, skip=initial_epoch)
 
     history: History = {}
     callback_list = keras.callbacks.CallbackList(callbacks, model=network)
@@ -96,7 +101,7 @@ def fit_compiled(
     callback_list.on_train_begin()
     logs: Logs = {}
     try:
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             callback_list.on_epoch_begin(epoch)
             logs = _train_one_epoch(network, train_epoch, train_data, next(epoch_rows))
             logs |= {f"val_{name}": value for name, value in _validate(network, evaluate, val_data).items()}
@@ -137,12 +142,16 @@ def _as_floatx(array: np.ndarray) -> np.ndarray:
     return array.astype(keras.backend.floatx(), copy=False) if np.issubdtype(array.dtype, np.floating) else array
 
 
-def _epoch_rows(num_rows: int, batch_size: int, shuffle: bool, seed: int) -> Iterator[EpochRows]:
-    """Each epoch's row order, already on the device; a fresh permutation per epoch when shuffling."""
+def _epoch_rows(num_rows: int, batch_size: int, shuffle: bool, seed: int, skip: int = 0) -> Iterator[EpochRows]:
+    """Each epoch's row order, already on the device; a fresh permutation per epoch when shuffling,
+    the first `skip` epochs' permutations drawn and dropped."""
     if not shuffle:
         # Same order every epoch: build and copy it once.
         return repeat(_batch_rows(np.arange(num_rows), batch_size))
-    return _shuffled_rows(num_rows, batch_size, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    for _ in range(skip):
+        rng.permutation(num_rows)
+    return _shuffled_rows(num_rows, batch_size, rng)
 
 
 def _shuffled_rows(num_rows: int, batch_size: int, rng: np.random.Generator) -> Iterator[EpochRows]:

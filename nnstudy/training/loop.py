@@ -22,6 +22,7 @@ from nnstudy.core.errors import DataError
 from nnstudy.core.jsonio import make_strict
 from nnstudy.core.params import ModelParams
 from nnstudy.training.models import build_model, encode_targets
+from nnstudy.training.resume import Checkpointing, SeedCheckpoint, announce, resume_network
 from nnstudy.training.weights import Snapshot
 
 # Steps run per call into the compiled train function of `fit`. Online learning (batch size 1)
@@ -150,10 +151,12 @@ def kept_epoch(history: dict[str, list[float]], stop: EarlyStop | None) -> int:
 
 
 def train(model: ModelParams, data: PreparedData, seed: int, live: Live, loss_limit: float, loop: str = "fit",
-          label: str = "train", stop: EarlyStop | None = None) -> TrainResult:
+          label: str = "train", stop: EarlyStop | None = None, checkpoint: SeedCheckpoint | None = None) -> TrainResult:
     """Build the network and fit it on data.train, validating on data.val each epoch.
 
     A diverging run is a result, not a crash: it ends early on NaN and is flagged.
+    With a `checkpoint`, the state after every epoch is saved there, and a run that finds one (its
+    stage was killed) resumes from it: the same result as a run never interrupted.
     """
     batch_size = resolve_batch_size(model.batch_size, len(data.train.x))
     steps_per_epoch = math.ceil(len(data.train.x) / batch_size)
@@ -167,17 +170,29 @@ def train(model: ModelParams, data: PreparedData, seed: int, live: Live, loss_li
     built_at = time.time()
     before = weight_snapshot(network)
     callbacks = [_EpochEnd(epoch_logger(live, Progress(label, model.epochs)))]
+    early_stop = None
     if stop is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=stop.monitor, mode=stop.mode, patience=stop.patience,
-                                                       restore_best_weights=True))
+        early_stop = keras.callbacks.EarlyStopping(monitor=stop.monitor, mode=stop.mode, patience=stop.patience,
+                                                   restore_best_weights=True)
+        callbacks.append(early_stop)
     y_train, y_val = encode_targets(model, data.train.y), encode_targets(model, data.val.y)
+    resumed = checkpoint.load() if checkpoint is not None else None
+    if resumed is not None:
+        resume_network(network, resumed, (data.train.x[:batch_size], y_train[:batch_size]), live)
+        announce(label, resumed, model.epochs)
+    initial_epoch = resumed.epoch if resumed is not None else 0
+    saver = None
+    if checkpoint is not None:
+        # fit shuffles with NumPy's global RNG (on JAX); the compiled loop replays its own from the seed.
+        saver = Checkpointing(checkpoint, model.epochs, resumed, live, early_stop, numpy_rng=loop != "compiled")
     start = time.perf_counter()
     if loop == "compiled":
         from nnstudy.training.compiled import fit_compiled  # JAX only: imported only on that path
 
         # Stops by itself on a NaN epoch (TerminateOnNaN needs batch-level calls, which it has none of).
         history = fit_compiled(network, data.train.x, y_train, (data.val.x, y_val), batch_size,
-                               model.epochs, seed=seed, callbacks=callbacks)
+                               model.epochs, seed=seed, callbacks=callbacks + ([saver] if saver else []),
+                               initial_epoch=initial_epoch)
     else:
         # NaN weights never recover: stop there instead of burning the remaining epochs.
         callbacks.append(keras.callbacks.TerminateOnNaN())
@@ -189,11 +204,14 @@ def train(model: ModelParams, data: PreparedData, seed: int, live: Live, loss_li
             validation_data=(data.val.x, y_val),
             shuffle=True,
             verbose=0,
-            callbacks=callbacks,
+            callbacks=callbacks + ([saver] if saver else []),
+            initial_epoch=initial_epoch,
         ).history
-    fit_seconds = time.perf_counter() - start
+    fit_seconds = time.perf_counter() - start + (resumed.fit_seconds if resumed is not None else 0.0)
     after = weight_snapshot(network)
     history = {name: [float(v) for v in values] for name, values in history.items()}
+    if resumed is not None:
+        history = {name: [*resumed.history.get(name, []), *values] for name, values in history.items()}
     losses = history["loss"]
     return TrainResult(
         network=network,
