@@ -182,7 +182,9 @@ def cache_dir() -> Path:
         raise SetupError(f"{where}: is a file, not a folder; set NNSTUDY_CACHE to a folder (or remove the file)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        check_writable(folder)
+        # The folder itself, not every folder below it: probing those would touch each one's
+        # mtime (the resume checkpoints' age) and walk the whole XLA cache on every call.
+        check_writable(folder / "probe")
     except OSError as error:
         raise SetupError(f"{where}: cannot be written ({error.strerror}); "
                          "set NNSTUDY_CACHE to a writable folder") from None
