@@ -39,12 +39,14 @@ A transfer run at 10 labels per class swings ~6 points between seeds: three seed
 """
 
 import argparse
+import json
 import math
 import statistics
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from scipy import stats as scipy_stats
@@ -339,11 +341,9 @@ def resolve(rev: str) -> str:
 
 def read_at(rev: str, candidates: Sequence[str]) -> tuple[str, str] | None:
     """(path, text) of the first candidate file that exists at the revision (or in the workspace)."""
-    import pathlib
-
     for path in candidates:
         if rev == WORKSPACE:
-            file = pathlib.Path(path)
+            file = Path(path)
             if file.is_file():
                 return path, file.read_text(encoding="utf-8")
             continue
@@ -355,8 +355,6 @@ def read_at(rev: str, candidates: Sequence[str]) -> tuple[str, str] | None:
 
 def revision_summary(rev: str, label: str) -> Summary:
     """The MLP study's entries and, where the revision has it, every run of the transfer study."""
-    import json
-
     def load(found: tuple[str, str]) -> Any:
         path, text = found
         try:
