@@ -22,7 +22,7 @@ def main() -> None:
 
     backend.activate(study.backend)
     from nnstudy.core.data import load_prepared
-    from nnstudy.training.loop import EarlyStop, learning_curves, open_live, record_summary, train
+    from nnstudy.training.loop import EarlyStop, learning_curves, open_live, record_summary, train, train_seeds
     from nnstudy.training.models import enable_determinism
     from nnstudy.training.resume import StageCheckpoints
     from nnstudy.training.tuning import tuned_model
@@ -32,33 +32,52 @@ def main() -> None:
     data = load_prepared()
     checkpoints = StageCheckpoints.open(
         "final", {"model": asdict(model), "stop": asdict(stop), "seeds": study.seeds, "loop": study.loop,
-                  "backend": study.backend, "diverged_loss": study.diverged_loss},
+                  "seeds_together": study.vmapped, "backend": study.backend, "diverged_loss": study.diverged_loss},
         [paths.TUNE_BEST, paths.PREPARED_DIR])
-    histories, fit_seconds = [], {}
+    histories, fit_seconds = {}, {}
+    pending = []
     for seed in study.seeds:
         kept = checkpoints.finished(seed)
         if kept is not None:
-            histories.append(kept["history"])
+            histories[seed] = kept["history"]
             fit_seconds[paths.seed_name(seed)] = kept["fit_seconds"]
-            continue
-        enable_determinism(seed)
-        live = open_live(paths.train_live_dir(paths.FINAL, seed))
-        result = train(model, data, seed, live, study.diverged_loss, study.loop, label=f"final seed {seed}", stop=stop,
-                       checkpoint=checkpoints.seed(seed))
+        else:
+            pending.append(seed)
+
+    def trained():
+        """(seed, its DVCLive run, its result) for each seed to train: one by one, or all in one program
+        (each seed with its own early stopping: a stopped seed's state stops changing)."""
+        if study.vmapped and pending:
+            lives = [open_live(paths.train_live_dir(paths.FINAL, seed)) for seed in pending]
+            results = train_seeds(model, data, pending, lives, study.diverged_loss,
+                                  [f"final seed {seed}" for seed in pending], stop=stop,
+                                  checkpoint=checkpoints.seeds_together())
+            yield from zip(pending, lives, results)
+            return
+        for seed in pending:
+            enable_determinism(seed)
+            live = open_live(paths.train_live_dir(paths.FINAL, seed))
+            yield seed, live, train(model, data, seed, live, study.diverged_loss, study.loop,
+                                    label=f"final seed {seed}", stop=stop, checkpoint=checkpoints.seed(seed))
+
+    for seed, live, result in trained():
         record_summary(live, result)
         save_model(result.network, paths.model_file(paths.FINAL, seed))
-        histories.append(result.history)
+        histories[seed] = result.history
         fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
         checkpoints.finish_seed(seed, {"history": result.history, "fit_seconds": fit_seconds[paths.seed_name(seed)]},
                                 [paths.model_file(paths.FINAL, seed), paths.train_live_dir(paths.FINAL, seed)])
         kept = result.kept_epoch
         print(f"final seed {seed}: stopped after {result.epochs_run} epochs, kept epoch {kept} "
               f"(val accuracy {result.history['val_accuracy'][kept - 1]:.4f}), {result.fit_seconds:.1f} s")
+    histories = [histories[seed] for seed in study.seeds]
+    fit_seconds = {paths.seed_name(seed): fit_seconds[paths.seed_name(seed)] for seed in study.seeds}
 
     for metric, table in learning_curves(histories).items():
         write_csv(table, paths.curve_file(metric, paths.FINAL))
     write_json(paths.timing_file("final"), {
-        "backend": study.backend, "loop": study.loop, "fit_seconds": fit_seconds,
+        "backend": study.backend, "loop": study.loop, "seeds_together": study.vmapped,
+        "fit_seconds": fit_seconds,
         "stage_seconds": round(time.time() - backend.process_start(), 2),
     })
     checkpoints.complete()

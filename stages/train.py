@@ -32,7 +32,7 @@ def main() -> None:
     # Keras (and TensorFlow or JAX) only now: a bad setting fails in a fraction of a second.
     backend.activate(settings.backend)
     from nnstudy.core.data import load_prepared
-    from nnstudy.training.loop import learning_curves, open_live, record_summary, train
+    from nnstudy.training.loop import learning_curves, open_live, record_summary, train, train_seeds
     from nnstudy.training.models import enable_determinism
     from nnstudy.training.resume import StageCheckpoints
     from nnstudy.training.weights import save_weights
@@ -40,21 +40,36 @@ def main() -> None:
     data = load_prepared()
     checkpoints = StageCheckpoints.open(f"train@{variant}", settings,
                                         [paths.settings_file(variant), paths.PREPARED_DIR])
-    histories, fit_seconds, startup = [], {}, None
+    histories, fit_seconds, startup = {}, {}, None
+    pending = []
     for seed in settings.seeds:
         kept = checkpoints.finished(seed)
         if kept is not None:
-            histories.append(kept["history"])
+            histories[seed] = kept["history"]
             fit_seconds[paths.seed_name(seed)] = kept["fit_seconds"]
-            continue
-        enable_determinism(seed)
-        live = open_live(paths.train_live_dir(variant, seed))
-        result = train(model, data, seed, live, settings.diverged_loss, settings.loop,
-                       label=f"{variant} seed {seed}", checkpoint=checkpoints.seed(seed))
+        else:
+            pending.append(seed)
+
+    def trained():
+        """(seed, its DVCLive run, its result) for each seed to train: one by one, or all in one program."""
+        if settings.vmapped and pending:
+            lives = [open_live(paths.train_live_dir(variant, seed)) for seed in pending]
+            results = train_seeds(model, data, pending, lives, settings.diverged_loss,
+                                  [f"{variant} seed {seed}" for seed in pending],
+                                  checkpoint=checkpoints.seeds_together())
+            yield from zip(pending, lives, results)
+            return
+        for seed in pending:
+            enable_determinism(seed)
+            live = open_live(paths.train_live_dir(variant, seed))
+            yield seed, live, train(model, data, seed, live, settings.diverged_loss, settings.loop,
+                                    label=f"{variant} seed {seed}", checkpoint=checkpoints.seed(seed))
+
+    for seed, live, result in trained():
         record_summary(live, result)
         save_model(result.network, paths.model_file(variant, seed))
         save_weights(result.weights_before, result.weights_after, paths.weights_file(variant, seed))
-        histories.append(result.history)
+        histories[seed] = result.history
         startup = startup or result.built_at - backend.process_start()
         fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
         checkpoints.finish_seed(seed, {"history": result.history, "fit_seconds": fit_seconds[paths.seed_name(seed)]},
@@ -63,11 +78,14 @@ def main() -> None:
         state = "DIVERGED" if result.diverged else "ok"
         print(f"{variant} seed {seed}: {result.epochs_run} epochs, {result.weight_updates} updates, "
               f"val accuracy {result.history['val_accuracy'][-1]:.4f}, {result.fit_seconds:.1f} s, {state}")
+    histories = [histories[seed] for seed in settings.seeds]
+    fit_seconds = {paths.seed_name(seed): fit_seconds[paths.seed_name(seed)] for seed in settings.seeds}
 
     for metric, table in learning_curves(histories).items():
         write_csv(table, paths.curve_file(metric, variant))
     write_json(paths.timing_file(f"train_{variant}"), {
-        "backend": settings.backend, "loop": settings.loop, "fit_seconds": fit_seconds,
+        "backend": settings.backend, "loop": settings.loop, "seeds_together": settings.vmapped,
+        "fit_seconds": fit_seconds,
         # Process start to data loaded and the first network built: what each stage pays up front.
         "startup_seconds": round(startup or time.time() - backend.process_start(), 2),
         "stage_seconds": round(time.time() - backend.process_start(), 2),

@@ -12,11 +12,14 @@ import keras
 import numpy as np
 import pytest
 
-from nnstudy.training.loop import EarlyStop, open_live, train
+from nnstudy.training.loop import EarlyStop, open_live, train, train_seeds
 from nnstudy.training.models import enable_determinism
-from nnstudy.training.resume import EpochState, SeedCheckpoint, StageCheckpoints, stage_key
+from nnstudy.training.resume import EpochState, SeedCheckpoint, SeedsCheckpoint, StageCheckpoints, stage_key
 
 SEED, EPOCHS = 2, 8
+# Trained together (seeds_together) with model_params and early stopping on val_accuracy, patience 2:
+# seed 2 stops after epoch 5, seed 1 runs all 8 (tests/test_seeds_together.py checks it).
+SEEDS_TOGETHER = [1, 2]
 
 
 class Killed(Exception):
@@ -99,6 +102,56 @@ def test_interrupted_then_resumed_equals_uninterrupted(study, digits, tmp_path, 
     assert [keras.ops.convert_to_numpy(v).tobytes() for v in resumed.network.optimizer.variables] == \
         [keras.ops.convert_to_numpy(v).tobytes() for v in plain.network.optimizer.variables]
     assert resumed_live == plain_live and resumed_live["step"] == plain.epochs_run
+
+
+def run_together(study, digits, folder: Path, stop, checkpoint, dying: tuple[int, int] | None = None):
+    """SEEDS_TOGETHER trained as one program; `dying` (seed, epoch): that seed's DVCLive run dies there."""
+    lives = [DyingLive(folder / str(seed), at=dying[1]) if dying and seed == dying[0] else open_live(folder / str(seed))
+             for seed in SEEDS_TOGETHER]
+    results = train_seeds(model_params(study), digits, SEEDS_TOGETHER, lives, 1e6,
+                          [f"seed {seed}" for seed in SEEDS_TOGETHER], stop=stop, checkpoint=checkpoint)
+    summaries = []
+    for seed, live in zip(SEEDS_TOGETHER, lives):
+        live.make_summary()
+        summaries.append(json.loads((folder / str(seed) / "metrics.json").read_text()))
+    return results, summaries
+
+
+# Killed (2, 4): both seeds running, and seed 1 had handed over epoch 4 when seed 2 died logging it, so
+# the file must hold epoch 3 for both (never seeds at two epochs). Killed (1, 7): seed 2 had stopped after
+# epoch 5; it comes back stopped, with its early stopping's state, and its best weights restored at the end.
+@pytest.mark.parametrize("dying", [(2, 4), (1, 7)])
+def test_seeds_together_interrupted_then_resumed_equal_uninterrupted(study, digits, tmp_path, dying, capsys):
+    if keras.backend.backend() != "jax":
+        pytest.skip("the compiled loop is JAX only")
+    stop = EarlyStop("val_accuracy", patience=2)
+    plain, plain_live = run_together(study, digits, tmp_path / "plain", stop, checkpoint=None)
+    assert [r.epochs_run for r in plain] == [EPOCHS, 5]
+    dying_seed, killed_at = dying
+
+    checkpoint = SeedsCheckpoint(tmp_path / "checkpoint")
+    with pytest.raises(Killed):
+        run_together(study, digits, tmp_path / "resumed", stop, checkpoint, dying=dying)
+    assert [p.name for p in checkpoint.files()] == [f"epoch_{killed_at - 1}.ckpt"]
+    saved = SeedsCheckpoint(tmp_path / "checkpoint").load(SEEDS_TOGETHER)
+    assert saved.epoch == killed_at - 1
+    assert saved.stopped == {1: False, 2: killed_at - 1 >= 5}
+    assert saved.seeds[2].epoch == min(killed_at - 1, 5) and saved.seeds[1].epoch == killed_at - 1
+    capsys.readouterr()
+    resumed, resumed_live = run_together(study, digits, tmp_path / "resumed", stop, SeedsCheckpoint(tmp_path / "checkpoint"))
+    err = capsys.readouterr().err
+    assert f"seed 1: resuming at epoch {killed_at} of {EPOCHS}" in err
+    assert ("seed 2: ended after epoch 5" if killed_at > 5 else f"seed 2: resuming at epoch {killed_at}") in err
+
+    for one, again in zip(plain, resumed):  # bit for bit, seed by seed
+        assert again.history == one.history
+        assert again.weight_updates == one.weight_updates and again.kept_epoch == one.kept_epoch
+        for name in one.weights_after:
+            assert np.array_equal(again.weights_before[name], one.weights_before[name])
+            assert np.array_equal(again.weights_after[name], one.weights_after[name]), name
+        assert [keras.ops.convert_to_numpy(v).tobytes() for v in again.network.optimizer.variables] == \
+            [keras.ops.convert_to_numpy(v).tobytes() for v in one.network.optimizer.variables]
+    assert resumed_live == plain_live and [live["step"] for live in plain_live] == [EPOCHS, 5]
 
 
 def test_checkpointing_changes_nothing(study, digits, tmp_path):

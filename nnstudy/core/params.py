@@ -237,6 +237,7 @@ class Params:
     seeds: tuple[int, ...]   # training repeats: every variant and the tuned network, once per seed
     backend: str
     loop: str
+    seeds_together: bool     # compiled loop: the seeds of a stage as one vmapped XLA program
     diverged_loss: float
     data: DataParams
     base: ModelParams
@@ -248,6 +249,11 @@ class Params:
     probing: ProbingParams
     check_tolerance: float
     transfer: "TransferParams"   # the transfer-learning study (nnstudy.transfer.params)
+
+    @property
+    def vmapped(self) -> bool:
+        """Train the seeds as one program: asked for, and possible (the compiled loop, on JAX)."""
+        return self.seeds_together and self.loop == "compiled"
 
 
 def boolean(key: str, value: Any) -> bool:
@@ -421,6 +427,7 @@ TOP_SCHEMA: dict[str, Check] = {
     "seeds": seed_list,
     "backend": choice(BACKENDS),
     "loop": choice(LOOPS),
+    "seeds_together": boolean,
     "diverged_loss": number(0.0, low_open=True),
     "data": lambda key, value: check_mapping(key, value, DATA_SCHEMA),
     **MODEL_SCHEMA,
@@ -488,6 +495,7 @@ def parse(raw: Any) -> Params:
         seeds=top["seeds"],
         backend=top["backend"],
         loop=top["loop"],
+        seeds_together=top["seeds_together"],
         diverged_loss=top["diverged_loss"],
         data=DataParams(**top["data"]),
         base=base,
@@ -559,6 +567,7 @@ def effective_settings(params: Params, name: str) -> dict[str, Any]:
         "seeds": list(params.seeds),
         "backend": params.backend,
         "loop": params.loop,
+        "seeds_together": params.seeds_together,
         "diverged_loss": params.diverged_loss,
     }
 
@@ -569,6 +578,7 @@ SETTINGS_SCHEMA: dict[str, Check] = {
     "seeds": seed_list,
     "backend": choice(BACKENDS),
     "loop": choice(LOOPS),
+    "seeds_together": boolean,
     "diverged_loss": number(0.0, low_open=True),
 }
 
@@ -581,7 +591,13 @@ class RunSettings:
     seeds: tuple[int, ...]
     backend: str
     loop: str
+    seeds_together: bool
     diverged_loss: float
+
+    @property
+    def vmapped(self) -> bool:
+        """Train the seeds as one program: asked for, and possible (the compiled loop, on JAX)."""
+        return self.seeds_together and self.loop == "compiled"
 
 
 def check_loop(backend: str, loop: str) -> None:

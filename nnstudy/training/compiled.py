@@ -16,7 +16,7 @@ the device, so nothing crosses between host and device inside an epoch.
 
 import math
 from collections.abc import Callable, Iterator
-from itertools import repeat
+from itertools import count, repeat
 from typing import Any
 
 import keras
@@ -31,6 +31,7 @@ if keras.backend.backend() != "jax":
     )
 
 import jax  # noqa: E402  (after the backend check on purpose, see above)
+import jax.numpy as jnp  # noqa: E402
 
 Arrays = list[jax.Array]
 # The state tuples JAXTrainer.train_step and test_step take and return, in their order.
@@ -46,6 +47,9 @@ History = dict[str, list[float]]
 TrainEpoch = Callable[[TrainState, Batch, jax.Array, jax.Array | None], tuple[TrainState, MetricsResult]]
 Evaluate = Callable[[EvalState, Batch], tuple[EvalState, MetricsResult]]
 EpochCallback = Callable[[int, Logs], None]
+# Seeds trained together: called after every epoch, once all the seeds' callbacks ran, with the
+# seeds still training (a seed that stopped, early or on NaN, is False from its last epoch on).
+SeedsEpochCallback = Callable[[int, list[bool]], None]
 
 TRAIN_STATE_KEYS = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
 EVAL_STATE_KEYS = ("trainable_variables", "non_trainable_variables", "metrics_variables")
@@ -160,6 +164,10 @@ def _shuffled_rows(num_rows: int, batch_size: int, rng: np.random.Generator) -> 
 
 
 def _batch_rows(order: np.ndarray, batch_size: int) -> EpochRows:
+    return jax.device_put(_host_rows(order, batch_size))
+
+
+def _host_rows(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """`order` cut into full batches, stacked (steps, batch_size), plus the smaller last batch.
 
     Like fit's array adapter, the remainder is one more, smaller batch: not dropped, not padded.
@@ -168,10 +176,34 @@ def _batch_rows(order: np.ndarray, batch_size: int) -> EpochRows:
     order = order.astype(np.int32)
     full = order[: steps * batch_size].reshape(steps, batch_size)
     tail = order[steps * batch_size :] if len(order) % batch_size else None
-    return jax.device_put((full, tail))
+    return full, tail
+
+
+def _seeds_rows(num_rows: int, batch_size: int, shuffle: bool, seeds: list[int], skip: int = 0) -> Iterator[EpochRows]:
+    """Each epoch's row orders of all the seeds, stacked on a leading seed axis: seed i's order is
+    the one `_epoch_rows(..., seeds[i], skip)` gives, so each seed shuffles as when trained alone."""
+    if not shuffle:
+        full, tail = _host_rows(np.arange(num_rows), batch_size)
+        return repeat(jax.device_put(_stack_rows([(full, tail)] * len(seeds))))
+    rngs = [np.random.default_rng(seed) for seed in seeds]
+    for rng in rngs:
+        for _ in range(skip):
+            rng.permutation(num_rows)
+    return (jax.device_put(_stack_rows([_host_rows(rng.permutation(num_rows), batch_size) for rng in rngs]))
+            for _ in count())
+
+
+def _stack_rows(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+    full = np.stack([part[0] for part in parts])
+    tail = None if parts[0][1] is None else np.stack([part[1] for part in parts])
+    return full, tail
 
 
 def _compile_train_epoch(network: keras.Model) -> TrainEpoch:
+    return jax.jit(_train_epoch_fn(network))
+
+
+def _train_epoch_fn(network: keras.Model) -> TrainEpoch:
     """One jitted program: scan train_step over the epoch's full batches, then the last batch.
 
     Each step gathers its rows from the device-resident data, so no step touches the host and
@@ -197,12 +229,38 @@ def _compile_train_epoch(network: keras.Model) -> TrainEpoch:
             state = train_on(state, tail)
         return state, _metrics_result(network, state[3])
 
-    return jax.jit(train_epoch)
+    return train_epoch
 
 
 def _take_rows(data: Batch, rows: jax.Array) -> Batch:
     features, targets = data
     return features[rows], targets[rows]
+
+
+def _compile_seeds(network: keras.Model) -> tuple[Callable, Callable]:
+    """The train epoch and the validation, vmapped over a leading seed axis of the state, the row
+    orders and an `active` flag per seed; the data is shared (not stacked).
+
+    A seed that is not active keeps its state unchanged: it still runs (a vmapped program runs every
+    seed), but its results are dropped, so a seed stopped early (or on NaN) ends as it would alone.
+    """
+    train_epoch = _train_epoch_fn(network)
+
+    def masked_epoch(state: TrainState, data: Batch, batches: jax.Array, tail: jax.Array | None,
+                     active: jax.Array) -> tuple[TrainState, MetricsResult]:
+        new_state, logs = train_epoch(state, data, batches, tail)
+        return _keep_unless(active, new_state, state), logs
+
+    def masked_evaluate(state: EvalState, data: Batch, active: jax.Array) -> tuple[EvalState, MetricsResult]:
+        logs, new_state = network.test_step(state, data)
+        return _keep_unless(active, new_state, state), logs
+
+    return (jax.jit(jax.vmap(masked_epoch, in_axes=(0, None, 0, 0, 0))),
+            jax.jit(jax.vmap(masked_evaluate, in_axes=(0, None, 0))))
+
+
+def _keep_unless(active: jax.Array, new: Any, old: Any) -> Any:
+    return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, old)
 
 
 def _compile_evaluate(network: keras.Model) -> Evaluate:
@@ -261,3 +319,105 @@ def _assign_state(network: keras.Model, state: dict[str, Arrays]) -> None:
 def _to_floats(logs: dict[str, Any]) -> Logs:
     # One device-to-host transfer of a few scalars; it also waits for the program to finish.
     return {name: float(value) for name, value in jax.device_get(logs).items()}
+
+
+def fit_compiled_seeds(
+    networks: list[keras.Model],
+    x: np.ndarray,
+    y: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray],
+    batch_size: int,
+    epochs: int,
+    seeds: list[int],
+    shuffle: bool = True,
+    callbacks: list[list[keras.callbacks.Callback]] | None = None,
+    initial_epoch: int = 0,
+    stopped: list[bool] | None = None,
+    on_epochs_end: SeedsEpochCallback | None = None,
+) -> list[History]:
+    """fit_compiled for several seeds of one network at once, in one XLA program per epoch.
+
+    `networks[i]` is the network built (and compiled) with `seeds[i]`: all the same architecture,
+    each with its own initial weights and Dropout seed state. Their states (weights, optimizer
+    slots and iteration count, SeedGenerator states, metrics) are stacked on a leading axis and
+    the epoch is jax.vmap'ed over it, each seed with its own shuffle order (the one fit_compiled
+    draws for that seed). Each seed does fit_compiled's math, to float rounding: vmapped matrix
+    products may sum in another order than the unbatched ones.
+
+    Per seed, as fit_compiled: its callbacks get the epoch-level calls with its own logs, its
+    network holds its state after every epoch (written back for the callbacks to read and save)
+    and at the end; a NaN epoch or `stop_training` ends that seed (its state stops changing) while
+    the others go on. Callbacks may read a running seed's network but not change it: the next epoch
+    starts from the stacked state. `stopped[i]`: seed i already ended in a resumed run (its
+    network holds its final state and has `stop_training` set). Returns each seed's history.
+    """
+    if not networks or len(networks) != len(seeds):
+        raise ValueError(f"one network per seed is needed, got {len(networks)} networks for {len(seeds)} seeds")
+    for network in networks:
+        _check_network(network)
+    x, y = _as_floatx(x), _as_floatx(y)
+    val_x, val_y = _as_floatx(validation[0]), _as_floatx(validation[1])
+    _check_data(x, y, val_x, val_y, batch_size)
+    for network in networks:
+        network._symbolic_build(data_batch=(x[:batch_size], y[:batch_size]))
+    # One network's pure train_step/test_step serves all: the state they read is the argument.
+    lead = networks[0]
+    train_epoch, evaluate = _compile_seeds(lead)
+    train_data: Batch = jax.device_put((x, y))
+    val_data: Batch = jax.device_put((val_x, val_y))
+    epoch_rows = _seeds_rows(len(x), batch_size, shuffle, seeds, skip=initial_epoch)
+    count = len(networks)
+    unstack = jax.jit(lambda stacked: [jax.tree.map(lambda a: a[i], stacked) for i in range(count)])
+
+    active = [not done for done in (stopped or [False] * count)]
+    histories: list[History] = [{} for _ in networks]
+    last_logs: list[Logs] = [{} for _ in networks]
+    callback_lists = [keras.callbacks.CallbackList(seed_callbacks, model=network)
+                      for network, seed_callbacks in zip(networks, callbacks or [[] for _ in networks])]
+    for network, running in zip(networks, active):
+        network.stop_training = not running
+    for callback_list in callback_lists:
+        callback_list.on_train_begin()
+    # fit resets the metrics at every epoch start (and evaluate() before validating): their reset
+    # values are the same for every seed, stacked once.
+    lead.reset_metrics()
+    reset_metrics = [jnp.broadcast_to(v.value, (count, *v.shape)) for v in lead.metrics_variables]
+    stacked = [network._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                      optimizer_variables=True) for network in networks]
+    trainable, non_trainable, optimizer = (jax.tree.map(lambda *a: jnp.stack(a), *parts) for parts in zip(*stacked))
+    try:
+        for epoch in range(initial_epoch, epochs if any(active) else initial_epoch):
+            for i in range(count):
+                if active[i]:
+                    callback_lists[i].on_epoch_begin(epoch)
+            mask = jnp.asarray(active)
+            (trainable, non_trainable, optimizer, _), logs = train_epoch(
+                (trainable, non_trainable, optimizer, reset_metrics), train_data, *next(epoch_rows), mask)
+            (trainable, non_trainable, metrics), val_logs = evaluate(
+                (trainable, non_trainable, reset_metrics), val_data, mask)
+            logs = jax.device_get(logs | {f"val_{name}": value for name, value in val_logs.items()})
+            states = unstack((trainable, non_trainable, optimizer, metrics))
+            for i, network in enumerate(networks):
+                if not active[i]:
+                    continue
+                seed_logs = {name: float(values[i]) for name, values in logs.items()}
+                # What the network holds after fit's epoch: the trained weights and optimizer, and
+                # the metrics of the validation that followed.
+                _assign_state(network, dict(zip(TRAIN_STATE_KEYS, states[i])))
+                for name, value in seed_logs.items():
+                    histories[i].setdefault(name, []).append(value)
+                last_logs[i] = seed_logs
+                callback_lists[i].on_epoch_end(epoch, dict(seed_logs))
+                if not math.isfinite(seed_logs["loss"]) or network.stop_training:
+                    active[i] = False
+            if on_epochs_end is not None:
+                on_epochs_end(epoch, list(active))
+            if not any(active):
+                break
+    finally:
+        if epochs > 0:
+            for network in networks:
+                network.optimizer.finalize_variable_values(network.trainable_weights)
+    for callback_list, logs in zip(callback_lists, last_logs):
+        callback_list.on_train_end(logs)
+    return histories

@@ -22,7 +22,8 @@ from nnstudy.core.errors import DataError
 from nnstudy.core.jsonio import make_strict
 from nnstudy.core.params import ModelParams
 from nnstudy.training.models import build_model, encode_targets
-from nnstudy.training.resume import Checkpointing, SeedCheckpoint, announce, resume_network
+from nnstudy.training.resume import (Checkpointing, EpochState, SeedCheckpoint, SeedsCheckpoint, SeedSlot, announce,
+                                     resume_network)
 from nnstudy.training.weights import Snapshot
 
 # Steps run per call into the compiled train function of `fit`. Online learning (batch size 1)
@@ -150,15 +151,23 @@ def kept_epoch(history: dict[str, list[float]], stop: EarlyStop | None) -> int:
     return int(values.argmin() if stop.mode == "min" else values.argmax()) + 1
 
 
-def train(model: ModelParams, data: PreparedData, seed: int, live: Live, loss_limit: float, loop: str = "fit",
-          label: str = "train", stop: EarlyStop | None = None, checkpoint: SeedCheckpoint | None = None) -> TrainResult:
-    """Build the network and fit it on data.train, validating on data.val each epoch.
+@dataclass
+class _Run:
+    """One seed's network and what goes with it, set up (and resumed) for training."""
+    network: keras.Model
+    before: Snapshot
+    built_at: float
+    callbacks: list[keras.callbacks.Callback]
+    resumed: EpochState | None
+    saver: Checkpointing | None
 
-    A diverging run is a result, not a crash: it ends early on NaN and is flagged.
-    With a `checkpoint`, the state after every epoch is saved there, and a run that finds one (its
-    stage was killed) resumes from it: the same result as a run never interrupted.
-    """
-    batch_size = resolve_batch_size(model.batch_size, len(data.train.x))
+
+def _set_up(model: ModelParams, data: PreparedData, seed: int, live: Live, loop: str, label: str,
+            stop: EarlyStop | None, checkpoint: SeedCheckpoint | SeedSlot | None, resumed: EpochState | None,
+            targets: tuple[np.ndarray, np.ndarray], batch_size: int, ended: bool = False) -> _Run:
+    """Build the seed's network with its callbacks (epoch logging, early stopping, checkpointing), put
+    back in the state of `resumed` (the killed run's last saved epoch) if any; `ended`: that state is
+    the seed's last (it stopped before the kill, while the seeds trained with it went on)."""
     steps_per_epoch = math.ceil(len(data.train.x) / batch_size)
     network = build_model(
         model,
@@ -169,33 +178,78 @@ def train(model: ModelParams, data: PreparedData, seed: int, live: Live, loss_li
     )
     built_at = time.time()
     before = weight_snapshot(network)
-    callbacks = [_EpochEnd(epoch_logger(live, Progress(label, model.epochs)))]
+    callbacks: list[keras.callbacks.Callback] = [_EpochEnd(epoch_logger(live, Progress(label, model.epochs)))]
     early_stop = None
     if stop is not None:
         early_stop = keras.callbacks.EarlyStopping(monitor=stop.monitor, mode=stop.mode, patience=stop.patience,
                                                    restore_best_weights=True)
         callbacks.append(early_stop)
-    y_train, y_val = encode_targets(model, data.train.y), encode_targets(model, data.val.y)
-    resumed = checkpoint.load() if checkpoint is not None else None
     if resumed is not None:
-        resume_network(network, resumed, (data.train.x[:batch_size], y_train[:batch_size]), live)
-        announce(label, resumed, model.epochs)
-    initial_epoch = resumed.epoch if resumed is not None else 0
+        resume_network(network, resumed, (data.train.x[:batch_size], targets[0][:batch_size]), live)
+        if ended:
+            print(f"{label}: ended after epoch {resumed.epoch} in the interrupted run; kept as it was",
+                  file=sys.stderr, flush=True)
+        else:
+            announce(label, resumed, model.epochs)
     saver = None
     if checkpoint is not None:
         # fit shuffles with NumPy's global RNG (on JAX); the compiled loop replays its own from the seed.
         saver = Checkpointing(checkpoint, model.epochs, resumed, live, early_stop, numpy_rng=loop != "compiled")
+        callbacks.append(saver)  # last: it sees the others' decisions
+    return _Run(network, before, built_at, callbacks, resumed, saver)
+
+
+def _result(run: _Run, history: dict[str, list[float]], fit_seconds: float, data: PreparedData, loss_limit: float,
+            stop: EarlyStop | None) -> TrainResult:
+    network = run.network
+    after = weight_snapshot(network)
+    history = {name: [float(v) for v in values] for name, values in history.items()}
+    if run.resumed is not None:
+        # (A seed that had ended before the kill trains no more: its history is all in `resumed`.)
+        history = {name: [*run.resumed.history.get(name, []), *history.get(name, [])]
+                   for name in dict.fromkeys([*run.resumed.history, *history])}
+    losses = history["loss"]
+    return TrainResult(
+        network=network,
+        history=history,
+        weights_before=run.before,
+        weights_after=after,
+        fit_seconds=fit_seconds,
+        weight_updates=int(keras.ops.convert_to_numpy(network.optimizer.iterations)),
+        epochs_run=len(losses),
+        diverged=has_diverged(losses, after, loss_limit, history["accuracy"][-1],
+                              chance=float(data.train.y.mean(axis=0).max())),
+        kept_epoch=kept_epoch(history, stop),
+        built_at=run.built_at,
+    )
+
+
+def train(model: ModelParams, data: PreparedData, seed: int, live: Live, loss_limit: float, loop: str = "fit",
+          label: str = "train", stop: EarlyStop | None = None, checkpoint: SeedCheckpoint | None = None) -> TrainResult:
+    """Build the network and fit it on data.train, validating on data.val each epoch.
+
+    A diverging run is a result, not a crash: it ends early on NaN and is flagged.
+    With a `checkpoint`, the state after every epoch is saved there, and a run that finds one (its
+    stage was killed) resumes from it: the same result as a run never interrupted.
+    """
+    batch_size = resolve_batch_size(model.batch_size, len(data.train.x))
+    y_train, y_val = encode_targets(model, data.train.y), encode_targets(model, data.val.y)
+    resumed = checkpoint.load() if checkpoint is not None else None
+    run = _set_up(model, data, seed, live, loop, label, stop, checkpoint, resumed, (y_train, y_val), batch_size)
+    network = run.network
+    initial_epoch = resumed.epoch if resumed is not None else 0
     start = time.perf_counter()
     if loop == "compiled":
         from nnstudy.training.compiled import fit_compiled  # JAX only: imported only on that path
 
         # Stops by itself on a NaN epoch (TerminateOnNaN needs batch-level calls, which it has none of).
         history = fit_compiled(network, data.train.x, y_train, (data.val.x, y_val), batch_size,
-                               model.epochs, seed=seed, callbacks=callbacks + ([saver] if saver else []),
-                               initial_epoch=initial_epoch)
+                               model.epochs, seed=seed, callbacks=run.callbacks, initial_epoch=initial_epoch)
     else:
         # NaN weights never recover: stop there instead of burning the remaining epochs.
-        callbacks.append(keras.callbacks.TerminateOnNaN())
+        # (Before the checkpointing callback, as ever: that one must see the stop.)
+        last = -1 if run.saver is not None else len(run.callbacks)
+        callbacks = [*run.callbacks[:last], keras.callbacks.TerminateOnNaN(), *run.callbacks[last:]]
         history = network.fit(
             data.train.x,
             y_train,
@@ -204,28 +258,61 @@ def train(model: ModelParams, data: PreparedData, seed: int, live: Live, loss_li
             validation_data=(data.val.x, y_val),
             shuffle=True,
             verbose=0,
-            callbacks=callbacks + ([saver] if saver else []),
+            callbacks=callbacks,
             initial_epoch=initial_epoch,
         ).history
     fit_seconds = time.perf_counter() - start + (resumed.fit_seconds if resumed is not None else 0.0)
-    after = weight_snapshot(network)
-    history = {name: [float(v) for v in values] for name, values in history.items()}
-    if resumed is not None:
-        history = {name: [*resumed.history.get(name, []), *values] for name, values in history.items()}
-    losses = history["loss"]
-    return TrainResult(
-        network=network,
-        history=history,
-        weights_before=before,
-        weights_after=after,
-        fit_seconds=fit_seconds,
-        weight_updates=int(keras.ops.convert_to_numpy(network.optimizer.iterations)),
-        epochs_run=len(losses),
-        diverged=has_diverged(losses, after, loss_limit, history["accuracy"][-1],
-                              chance=float(data.train.y.mean(axis=0).max())),
-        kept_epoch=kept_epoch(history, stop),
-        built_at=built_at,
-    )
+    return _result(run, history, fit_seconds, data, loss_limit, stop)
+
+
+def train_seeds(model: ModelParams, data: PreparedData, seeds: list[int], lives: list[Live], loss_limit: float,
+                labels: list[str], stop: EarlyStop | None = None,
+                checkpoint: SeedsCheckpoint | None = None) -> list[TrainResult]:
+    """`train` for every seed at once on the compiled loop (JAX): one XLA program per epoch, vmapped
+    over the seeds. Each seed does what `train` does with it (its own initialisation, shuffling,
+    dropout, early stopping, NaN stop), to float rounding, with the same outputs.
+
+    With a `checkpoint`, all the seeds' states after every epoch are saved there as one file, and a
+    rerun resumes them all from it. Each result's fit_seconds is its share of the common time (the
+    total over the seeds divided by their number), so the seeds' sum is the stage's training time.
+    """
+    from nnstudy.training.compiled import fit_compiled_seeds  # JAX only: imported only on that path
+    from nnstudy.training.models import enable_determinism
+
+    batch_size = resolve_batch_size(model.batch_size, len(data.train.x))
+    y_train, y_val = encode_targets(model, data.train.y), encode_targets(model, data.val.y)
+    saved = checkpoint.load(seeds) if checkpoint is not None else None
+    stopped = [saved.stopped[seed] if saved is not None else False for seed in seeds]
+    runs = []
+    for seed, live, label, ended in zip(seeds, lives, labels, stopped):
+        enable_determinism(seed)  # as the stage does before each seed it trains alone
+        resumed = saved.seeds[seed] if saved is not None else None
+        runs.append(_set_up(model, data, seed, live, "compiled", label, stop,
+                            checkpoint.slot(seed) if checkpoint is not None else None, resumed,
+                            (y_train, y_val), batch_size, ended=ended))
+    running = [not done for done in stopped]
+
+    def save(epoch: int, active: list[bool]) -> None:
+        done = epoch + 1
+        if checkpoint is None or done >= model.epochs:
+            return  # the last epoch is never saved (see Checkpointing)
+        for i, run in enumerate(runs):
+            if running[i] and not active[i]:
+                # It ended with this epoch: its Checkpointing saved nothing (a seed alone would not
+                # go on); the others do, so its final state goes in the file with theirs.
+                run.saver.save(done)
+            running[i] = active[i]
+        if any(active):
+            checkpoint.commit(done, {seed: not running[i] for i, seed in enumerate(seeds)})
+
+    start = time.perf_counter()
+    histories = fit_compiled_seeds([run.network for run in runs], data.train.x, y_train, (data.val.x, y_val),
+                                   batch_size, model.epochs, list(seeds), callbacks=[run.callbacks for run in runs],
+                                   initial_epoch=saved.epoch if saved is not None else 0, stopped=stopped,
+                                   on_epochs_end=save)
+    before = max((state.fit_seconds for state in saved.seeds.values()), default=0.0) if saved is not None else 0.0
+    share = (time.perf_counter() - start + before) / len(seeds)
+    return [_result(run, history, share, data, loss_limit, stop) for run, history in zip(runs, histories)]
 
 
 def open_live(folder: Path) -> Live:

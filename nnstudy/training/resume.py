@@ -10,6 +10,9 @@ in a temporary copy of the repository) finds the checkpoint its killed worker le
     resume/<key>/seed_<s>/epoch_<k>.ckpt  the running seed after k finished epochs (the last one only)
     resume/<key>/seed_<s>/record.json     a finished seed: what the stage needs of it, and
     resume/<key>/seed_<s>/files/...       the outputs it wrote, copied back on a rerun
+    resume/<key>/seeds_together/epoch_<k>.ckpt  with `seeds_together`: all the seeds, trained as one
+                                          program, after k epochs, in one file (a seed that stopped
+                                          early is in it with its final state)
 
 An epoch's state is everything the next epoch reads, so a resumed run is the uninterrupted run:
 every variable of the network (weights, BatchNorm statistics, the Dropout/augmentation
@@ -200,35 +203,112 @@ class SeedCheckpoint:
         for path in reversed(self.files()):
             try:
                 meta, arrays = _read_arrays(path)
-                variables = [arrays[f"v{i}"] for i in range(meta["variables"])]
-                best = [arrays[f"b{i}"] for i in range(meta["best_weights"])] if meta["best_weights"] is not None else None
-                rng = meta["numpy_rng"]
-                if rng is not None:
-                    rng = (rng[0], arrays["rng_keys"], *rng[1:])
+                state = _decode(meta, arrays)
             except (OSError, ValueError, KeyError) as error:  # damaged (a full disk): try the one before
                 print(f"  {path}: unreadable checkpoint ({error}); ignored", file=sys.stderr)
                 continue
-            return EpochState(meta["epoch"], variables, meta["history"], meta["fit_seconds"], meta["live_step"],
-                              meta["live_summary"], rng, meta["early_stop"], best, meta["extra"])
+            return state
         return None
 
     def save(self, state: EpochState) -> None:
-        arrays = {f"v{i}": v for i, v in enumerate(state.variables)}
-        arrays |= {f"b{i}": w for i, w in enumerate(state.best_weights or [])}
-        rng = None
-        if state.numpy_rng is not None:
-            arrays["rng_keys"] = np.asarray(state.numpy_rng[1])
-            rng = [state.numpy_rng[0], *(_plain(x) for x in state.numpy_rng[2:])]
-        meta = {"epoch": state.epoch, "variables": len(state.variables), "history": state.history,
-                "fit_seconds": state.fit_seconds, "live_step": state.live_step, "live_summary": state.live_summary,
-                "numpy_rng": rng, "early_stop": state.early_stop,
-                "best_weights": None if state.best_weights is None else len(state.best_weights),
-                "extra": state.extra}
+        meta, arrays = _encode(state)
         path = self.folder / f"epoch_{state.epoch}{SUFFIX}"
         _replace_atomically(path, lambda target: _write_arrays(target, meta, arrays))
         for older in self.files():
             if older != path:
                 older.unlink(missing_ok=True)
+
+
+def _encode(state: EpochState, prefix: str = "") -> tuple[dict, dict[str, np.ndarray]]:
+    """One seed's state as a JSON-able header and named arrays (names prefixed by `prefix`)."""
+    arrays = {f"{prefix}v{i}": v for i, v in enumerate(state.variables)}
+    arrays |= {f"{prefix}b{i}": w for i, w in enumerate(state.best_weights or [])}
+    rng = None
+    if state.numpy_rng is not None:
+        arrays[f"{prefix}rng_keys"] = np.asarray(state.numpy_rng[1])
+        rng = [state.numpy_rng[0], *(_plain(x) for x in state.numpy_rng[2:])]
+    meta = {"epoch": state.epoch, "variables": len(state.variables), "history": state.history,
+            "fit_seconds": state.fit_seconds, "live_step": state.live_step, "live_summary": state.live_summary,
+            "numpy_rng": rng, "early_stop": state.early_stop,
+            "best_weights": None if state.best_weights is None else len(state.best_weights),
+            "extra": state.extra}
+    return meta, arrays
+
+
+def _decode(meta: dict, arrays: dict[str, np.ndarray], prefix: str = "") -> EpochState:
+    variables = [arrays[f"{prefix}v{i}"] for i in range(meta["variables"])]
+    best = [arrays[f"{prefix}b{i}"] for i in range(meta["best_weights"])] if meta["best_weights"] is not None else None
+    rng = meta["numpy_rng"]
+    if rng is not None:
+        rng = (rng[0], arrays[f"{prefix}rng_keys"], *rng[1:])
+    return EpochState(meta["epoch"], variables, meta["history"], meta["fit_seconds"], meta["live_step"],
+                      meta["live_summary"], rng, meta["early_stop"], best, meta["extra"])
+
+
+@dataclass
+class SeedsState:
+    """Seeds trained together (one vmapped program) after `epoch` epochs of the run: each seed's state,
+    and whether it had already ended (early stopping, NaN) at its own state's epoch."""
+    epoch: int
+    seeds: dict[int, EpochState]
+    stopped: dict[int, bool]
+
+
+class SeedsCheckpoint:
+    """The seeds trained together, all after the same epoch, in one file (one atomic rename): a kill
+    between two seeds' saves cannot leave them at different epochs, which one program cannot resume.
+
+    Each seed's Checkpointing callback hands its state to `slot(seed)`; `commit` writes them all.
+    A seed that stopped keeps the state it stopped with, re-written with every later epoch.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.pending: dict[int, EpochState] = {}
+
+    def slot(self, seed: int) -> "SeedSlot":
+        return SeedSlot(self, seed)
+
+    def files(self) -> list[Path]:
+        return sorted(self.folder.glob(f"epoch_*{SUFFIX}"), key=lambda p: int(p.stem.split("_")[1]))
+
+    def commit(self, epoch: int, stopped: dict[int, bool]) -> None:
+        meta = {"epoch": epoch, "seeds": {}}
+        arrays: dict[str, np.ndarray] = {}
+        for seed, state in self.pending.items():
+            seed_meta, seed_arrays = _encode(state, prefix=f"s{seed}/")
+            meta["seeds"][str(seed)] = seed_meta | {"stopped": stopped[seed]}
+            arrays |= seed_arrays
+        path = self.folder / f"epoch_{epoch}{SUFFIX}"
+        _replace_atomically(path, lambda target: _write_arrays(target, meta, arrays))
+        for older in self.files():
+            if older != path:
+                older.unlink(missing_ok=True)
+
+    def load(self, seeds: Iterable[int]) -> SeedsState | None:
+        """The last epoch saved, for `seeds` (all of them in the file; a subset when the killed run
+        finished some seeds' outputs already). None: nothing to resume."""
+        for path in reversed(self.files()):
+            try:
+                meta, arrays = _read_arrays(path)
+                found = {seed: (_decode(meta["seeds"][str(seed)], arrays, prefix=f"s{seed}/"),
+                                bool(meta["seeds"][str(seed)]["stopped"])) for seed in seeds}
+            except (OSError, ValueError, KeyError) as error:
+                print(f"  {path}: unreadable checkpoint ({error}); ignored", file=sys.stderr)
+                continue
+            self.pending = {seed: state for seed, (state, _) in found.items()}
+            return SeedsState(meta["epoch"], self.pending.copy(), {seed: stop for seed, (_, stop) in found.items()})
+        return None
+
+
+class SeedSlot:
+    """One seed's place in a SeedsCheckpoint, with SeedCheckpoint's `save` (what Checkpointing calls)."""
+
+    def __init__(self, group: SeedsCheckpoint, seed: int):
+        self.group, self.seed = group, seed
+
+    def save(self, state: EpochState) -> None:
+        self.group.pending[self.seed] = state
 
 
 def _plain(value: Any) -> Any:
@@ -356,6 +436,10 @@ class StageCheckpoints:
 
     def seed(self, seed: int) -> SeedCheckpoint | None:
         return SeedCheckpoint(self.folder / paths.seed_name(seed), seed) if self.active else None
+
+    def seeds_together(self) -> SeedsCheckpoint | None:
+        """The checkpoint of the seeds trained together (`seeds_together`), None when inactive."""
+        return SeedsCheckpoint(self.folder / "seeds_together") if self.active else None
 
     def finished(self, seed: int) -> dict | None:
         """A seed the killed run finished: its outputs copied back into the workspace, and its record."""
