@@ -77,6 +77,7 @@ def test_base_change_reaches_variants_that_do_not_override_it():
     (lambda r: r["final"].update(monitor="loss"), r"final.monitor: 'loss' is not one of: val_loss, val_accuracy"),
     (lambda r: r.update(backend="torch"), r"backend: 'torch' is not one of: jax, tensorflow"),
     (lambda r: r.update(loop="scan"), r"loop: 'scan' is not one of: compiled, fit"),
+    (lambda r: r.update(seeds_together="yes"), r"seeds_together: must be true or false, got str 'yes'"),
     (lambda r: r.update(backend="tensorflow", loop="compiled"),
      r"loop: 'compiled' runs on the JAX backend only \(backend is 'tensorflow'\); set `loop: fit`"),
     (lambda r: r.update(seeds=[]), r"seeds: must be a list of at least 1 value"),
