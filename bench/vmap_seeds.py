@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -137,6 +138,9 @@ def main() -> None:
         "device": str(jax.devices()[0]), "platform": jax.default_backend(), "cpus": os.cpu_count(),
         "machine": platform.machine(), "jax": jax.__version__, "seeds": args.seeds, "epochs": args.epochs,
         "repeats": args.repeats, "load_average_at_start": os.getloadavg()[0], "results": {},
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                 text=True).stdout.strip(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
     for dataset in args.datasets:
         cfg = replace(study.data, dataset=dataset)

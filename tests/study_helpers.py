@@ -26,6 +26,9 @@ def small_params(backend: str) -> dict:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["data"]["dataset"] = "digits"
     raw.update(epochs=10, batch_size=64, seeds=[1, 2, 3], backend=backend, loop=BACKENDS[backend])
+    # On JAX the seeds train together (one vmapped program; off by default, see params.yaml), so the end-to-end
+    # tests run that path through every training stage (train@, the sweeps, final with early stopping).
+    raw["seeds_together"] = backend == "jax"
     raw["variants"] = {name: raw["variants"][name] for name in VARIANTS}
     raw["tune"].update(max_epochs=2, factor=3, patience=1)
     raw["tune"]["space"] = {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3], "learning_rate": [1.0e-2]}
