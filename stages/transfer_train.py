@@ -15,7 +15,7 @@ from nnstudy.core import backend, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import write_json
 from nnstudy.core.files import check_writable, save_model, write_csv
-from nnstudy.transfer.params import read_settings
+from nnstudy.transfer.settings import read_settings
 
 
 def main() -> None:

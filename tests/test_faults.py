@@ -10,6 +10,7 @@ scikit-learn's 8x8 digits, and fails before it trains, so the whole file takes s
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,9 +75,13 @@ def stage(folder: Path, name: str, *args: str, user: str | None = None, **env: s
     return subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=300)
 
 
+PROGRESS = re.compile(r"^  .+: epoch \d+/\d+ .*\(\d+ s, ETA \d+ s\)$")  # nnstudy.training.loop.Progress
+
+
 def one_line(done: subprocess.CompletedProcess) -> str:
-    """The stage failed with exit 2 and exactly one line on stderr: `error: ...`."""
-    lines = done.stderr.strip().splitlines()
+    """The stage failed with exit 2 and exactly one line on stderr: `error: ...`. A training
+    progress line before it is not noise: on a loaded machine an epoch outlasts Progress' interval."""
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not PROGRESS.match(line)]
     assert done.returncode == 2, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     return lines[0]

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from nnstudy.core.errors import ParamError
-from nnstudy.core.params import (
-    BACKENDS, Check, _describe, boolean, check_mapping, choice, integer, list_of, number, seed_list, text,
+from nnstudy.core.backend import BACKENDS
+from nnstudy.core.checks import (
+    Check, _describe, boolean, check_mapping, choice, integer, list_of, number, seed_list, text,
 )
 
 # Every model the study knows, with the smallest square input it accepts (include_top=False).
@@ -354,28 +355,6 @@ def recipe_from_settings(settings: Any) -> Recipe:
         raise ParamError(f"recipe.input_size: {recipe.input_size} is below {recipe.model}'s minimum "
                          f"of {MIN_INPUT_SIZE[recipe.model]}")
     return recipe
-
-
-def read_settings(name: str) -> tuple[dict, Recipe]:
-    """A transfer run's settings file (or `pretrain`'s), checked in full, and its Recipe; a problem is
-    one line naming the file and the key."""
-    from nnstudy.core import params, paths
-    from nnstudy.core.jsonio import read_json  # jsonio pulls in NumPy: only the stages need it
-
-    path = paths.transfer_settings_file(name)
-    if not path.is_file():
-        if name != "pretrain":
-            run_settings(params.load().transfer, name, (), "jax", 0)  # an unknown run: the runs there are
-        raise ParamError(f"{path}: missing; run `dvc repro transfer_settings` to write it")
-    settings = read_json(path)
-    try:
-        recipe = recipe_from_settings(settings)
-        if settings["run"] != name:
-            raise ParamError(f"run: the file is for {settings['run']!r}, not {name!r}")
-    except ParamError as error:
-        raise ParamError(f"{path}: {error}; fix it, or run `dvc repro transfer_settings` to rewrite it "
-                         "from params.yaml") from None
-    return settings, recipe
 
 
 def steps_per_epoch(examples: int, batch_size: int) -> int:
