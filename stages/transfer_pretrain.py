@@ -10,7 +10,8 @@ from nnstudy.core import backend, paths
 from nnstudy.core.errors import DataError, run_stage
 from nnstudy.core.files import check_writable, remove_tree, save_model
 from nnstudy.core.jsonio import write_json
-from nnstudy.transfer.params import PretrainParams, read_settings
+from nnstudy.transfer.params import PretrainParams
+from nnstudy.transfer.settings import read_settings
 
 
 def main() -> None:

@@ -18,7 +18,8 @@ def main() -> None:
     # A removed run leaves no stale file; a file that cannot be removed is an error, not ignored.
     remove_others(paths.TRANSFER_SETTINGS_DIR,
                   {paths.transfer_settings_file(name) for name in [*transfer.runs, "pretrain"]})
-    print(f"transfer settings: {len(transfer.runs)} runs x {len(study.seeds)} seeds on {study.backend}")
+    counts = sorted({len(transfer.run_seeds(name, study.seeds)) for name in transfer.runs})
+    print(f"transfer settings: {len(transfer.runs)} runs x {' or '.join(map(str, counts))} seeds on {study.backend}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from nnstudy.evaluation.stats import compare, spread
 from nnstudy.report.overlays import write_overlay
 from nnstudy.report.plots import confusion_heatmap, save, sweep_axis
 from nnstudy.transfer.evaluate import confused_pairs, pooled_confusion
-from nnstudy.transfer.params import SWEEP_AXES, read_settings, value_name
+from nnstudy.transfer.params import SWEEP_AXES, value_name
+from nnstudy.transfer.settings import read_settings
 from nnstudy.transfer.report import (
     arms_figure, axis_points, axis_tables, comparison_pairs, confused_pairs_figure, curves_figure, transfer_markdown,
     zoo_figure,

@@ -15,7 +15,7 @@ from nnstudy.core import backend, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.jsonio import write_json
 from nnstudy.core.files import check_writable, save_model, write_csv
-from nnstudy.transfer.params import read_settings
+from nnstudy.transfer.settings import read_settings
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     from nnstudy.transfer.data import load_task
     from nnstudy.transfer.evaluate import run_metrics, target_task
     from nnstudy.transfer.models import imagenet_weights
-    from nnstudy.transfer.training import train_recipe
+    from nnstudy.transfer.training import most_epochs, train_recipe
 
     task, test, names = target_task(load_task(paths.TRANSFER_DATA_DIR), recipe, settings["subset_seed"],
                                     settings["val_per_class"])
@@ -63,7 +63,7 @@ def main() -> None:
         result = train_recipe(
             recipe, task, base_weights=paths.source_weights_file(seed) if recipe.weights == "source" else None,
             imagenet=imagenet, augmentations=tuple(settings["augmentations"]), factor=settings["augment_factor"],
-            log=epoch_logger(live, Progress(f"{run} seed {seed}", recipe.epochs)),
+            log=epoch_logger(live, Progress(f"{run} seed {seed}", most_epochs(recipe))),
             checkpoint=checkpoints.seed(seed), live=live)
         proba = np.asarray(result.network.predict(test.x_float, batch_size=256, verbose=0), dtype=np.float64)
         metrics = run_metrics(test.y, proba)

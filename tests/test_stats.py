@@ -139,6 +139,15 @@ def test_compare_adjusts_each_test_over_the_table(study):
     assert compare([], y_true, predictions, accuracies).empty
 
 
+def test_seeds_agree_needs_three_in_four_seeds_with_many_seeds():
+    before = {s: 0.60 for s in range(1, 9)}
+    six_of_eight = {s: 0.70 if s <= 6 else 0.55 for s in range(1, 9)}
+    five_of_eight = {s: 0.70 if s <= 5 else 0.55 for s in range(1, 9)}
+    assert seeds_agree(before, six_of_eight)
+    assert not seeds_agree(before, five_of_eight)
+    assert seeds_agree({1: 0.6, 2: 0.6, 3: 0.6, 4: 0.6}, {1: 0.7, 2: 0.7, 3: 0.7, 4: 0.5})  # 3 of 4
+
+
 def test_seeds_agree_needs_every_shared_seed_to_move_with_the_means():
     assert seeds_agree({1: 0.9, 2: 0.91, 3: 0.92}, {1: 0.8, 2: 0.85, 3: 0.9})
     assert not seeds_agree({1: 0.9, 2: 0.91, 3: 0.92}, {1: 0.8, 2: 0.85, 3: 0.95})

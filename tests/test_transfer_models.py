@@ -368,3 +368,12 @@ def test_zoo_row_of_a_cnn(study, target):
 
     trained = zoo.zoo_row("cnn_small", replace(settings, epochs=1), study.transfer.base, task, test, seed=1)
     assert 0.0 <= trained["accuracy"] <= 1.0 and trained["note"] == "from scratch, 1 epoch(s)"
+
+
+def test_progress_counts_both_phases_of_a_two_phase_recipe(study):
+    from nnstudy.transfer.training import most_epochs
+
+    base = recipe(study, epochs=50)
+    assert most_epochs(base) == 100                          # head, then the unfrozen top: 50 each at most
+    assert most_epochs(replace(base, unfreeze=0.0)) == 50    # the frozen arm: the head only
+    assert most_epochs(replace(base, weights="none")) == 50  # from scratch: one phase

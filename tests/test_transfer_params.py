@@ -65,6 +65,27 @@ def test_pretraining_is_needed_only_when_a_run_starts_from_the_source():
     assert not transfer_params.pretrain_settings(scratch_only, (1,), "jax")["needed"]
 
 
+def test_a_noisy_labels_value_extends_the_studys_seeds():
+    transfer = transfer_with(lambda t: t.update(min_seeds={10: 5}))
+    assert transfer.min_seeds == {10: 5}
+    # The study's own seeds first (paired with every other run), then the next unused numbers.
+    assert transfer.run_seeds("transfer_partial_10", (1, 2, 3)) == (1, 2, 3, 4, 5)
+    assert transfer.run_seeds("transfer_sweep_dropout_0.5", (7, 3)) == (7, 3, 8, 9, 10)  # a sweep point: 10 labels
+    assert transfer.run_seeds("transfer_partial_50", (1, 2, 3)) == (1, 2, 3)
+    assert transfer.run_seeds("transfer_partial_10", (1, 2, 3, 4, 5, 6)) == (1, 2, 3, 4, 5, 6)  # never fewer
+    settings = transfer_params.run_settings(transfer, "transfer_frozen_10", (1, 2, 3), "jax", 1)
+    assert settings["seeds"] == [1, 2, 3, 4, 5]
+    # The source network is trained for every seed a run starting from it trains.
+    assert transfer_params.pretrain_settings(transfer, (1, 2, 3), "jax")["seeds"] == [1, 2, 3, 4, 5]
+    only_scratch = transfer_with(lambda t: t.update(min_seeds={10: 5}, arms={"scratch": {"weights": "none"},
+                                                                             "frozen": {"unfreeze": 0.0}},
+                                                    labels=[50, 10], sweeps=NO_SWEEPS))
+    assert only_scratch.run_seeds("transfer_scratch_10", (1,)) == (1, 2, 3, 4, 5)
+    # Without the key (an older params.yaml) every run trains `seeds`.
+    assert transfer_with(lambda t: t.pop("min_seeds")).run_seeds("transfer_partial_10", (1, 2)) == (1, 2)
+    assert transfer_with(lambda t: t.update(min_seeds={"all": 4}, labels=["all"])).min_seeds == {0: 4}
+
+
 @pytest.mark.parametrize("model", APPLICATIONS)
 def test_every_application_is_accepted_at_its_minimum_input_size(model):
     size = MIN_INPUT_SIZE[model]
@@ -100,6 +121,9 @@ def test_every_application_is_accepted_at_its_minimum_input_size(model):
     (lambda t: t["sweeps"].update(input_size=[4]), r"transfer.sweeps.input_size\[0\]: must be a whole number >= 8"),
     (lambda t: t["zoo"].update(models=["vgg19"]), r"transfer.zoo.models\[0\]: 'vgg19' is not one of"),
     (lambda t: t["zoo"].update(steps=0), r"transfer.zoo.steps: must be a whole number >= 1, got 0"),
+    (lambda t: t.update(min_seeds=8), r"transfer.min_seeds: must map a labels value to the fewest seeds"),
+    (lambda t: t.update(min_seeds={10: 0}), r"transfer.min_seeds.10: must be a whole number >= 1, got 0"),
+    (lambda t: t.update(min_seeds={"ten": 8}), r"transfer.min_seeds \(a labels value\): must be a whole number >= 1"),
     (lambda t: t["pretrain"].pop("epochs"), r"transfer.pretrain: missing key\(s\): epochs"),
     (lambda t: t["sweeps"].pop("dropout"), r"transfer.sweeps: missing key\(s\): dropout"),
     (lambda t: t["arms"].update(big={"model": "cnn_large"}),

@@ -5,23 +5,24 @@ in params.yaml costs seconds, not a training run.
 """
 
 import difflib
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from nnstudy.core import paths
+from nnstudy.core.backend import BACKENDS
+from nnstudy.core.checks import (  # noqa: F401 (seed_list, boolean, ... are this module's API too)
+    Check, _at, _describe, boolean, check_mapping, choice, integer, list_of, number, seed_list, text,
+)
 from nnstudy.core.errors import ParamError
 from nnstudy.core.paths import FINAL
-
-if TYPE_CHECKING:  # imported at run time inside parse(): it builds on this module's checks
-    from nnstudy.transfer.params import TransferParams
+from nnstudy.transfer import params as transfer_params
+from nnstudy.transfer.params import TransferParams
 
 DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "digits")
-BACKENDS = ("jax", "tensorflow")
 LOOPS = ("compiled", "fit")
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "linear")
@@ -34,53 +35,7 @@ OUTPUT_ACTIVATIONS = ("softmax", "tanh")
 SWEEP_AXES = ("depth", "width", "activation", "optimizer", "learning_rate")
 MONITORS = ("val_loss", "val_accuracy")
 
-Check = Callable[[str, Any], Any]
-
-
-# --- value checks: each returns the clean value or raises ParamError naming the key ---
-
-def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Check:
-    def check(key: str, value: Any) -> float:
-        if isinstance(value, str):
-            hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if _is_float_text(value) else ""
-            raise ParamError(f"{key}: must be a number, got {_describe(value)}{hint}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ParamError(f"{key}: must be a finite number, got {_describe(value)}")
-        if low is not None and (value <= low if low_open else value < low):
-            raise ParamError(f"{key}: must be {'>' if low_open else '>='} {low}, got {value}")
-        if high is not None and value > high:
-            raise ParamError(f"{key}: must be <= {high}, got {value}")
-        return float(value)
-    return check
-
-
-def integer(low: int) -> Check:
-    def check(key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamError(f"{key}: must be a whole number >= {low}, got {_describe(value)}")
-        if value < low:
-            raise ParamError(f"{key}: must be a whole number >= {low}, got {value}")
-        return value
-    return check
-
-
-def choice(allowed: tuple[str, ...]) -> Check:
-    def check(key: str, value: Any) -> str:
-        if value not in allowed:
-            raise ParamError(f"{key}: {value!r} is not one of: {', '.join(allowed)}")
-        return value
-    return check
-
-
-def text(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ParamError(f"{key}: must be a non-empty string, got {_describe(value)}")
-    return value
-
+# --- checks of the MLP study's own (the shared ones are in nnstudy.core.checks) ---
 
 def batch_size(key: str, value: Any) -> int | str:
     if value == "full":
@@ -88,44 +43,6 @@ def batch_size(key: str, value: Any) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ParamError(f"{key}: must be a whole number >= 1 or 'full', got {_describe(value)}")
     return value
-
-
-def list_of(item: Check, min_len: int = 1) -> Check:
-    def check(key: str, value: Any) -> tuple:
-        if not isinstance(value, list) or len(value) < min_len:
-            raise ParamError(f"{key}: must be a list of at least {min_len} value(s), got {_describe(value)}")
-        return tuple(item(f"{key}[{i}]", v) for i, v in enumerate(value))
-    return check
-
-
-def _is_float_text(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _at(key: str) -> str:
-    """The message prefix for a key path; the top level has none ("unknown key 'x'", not ": unknown key")."""
-    return f"{key}: " if key else ""
-
-
-def check_mapping(key: str, value: Any, schema: Mapping[str, Check], required: bool = True,
-                  optional: tuple[str, ...] = ()) -> dict:
-    """Check a mapping against a schema: unknown keys are named with the closest allowed key."""
-    if not isinstance(value, dict):
-        raise ParamError(f"{_at(key)}must be a mapping of keys to values, got {_describe(value)}")
-    for name in value:
-        if name not in schema:
-            close = difflib.get_close_matches(str(name), schema, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ParamError(f"{_at(key)}unknown key {name!r}{hint}; allowed keys: {', '.join(schema)}")
-    if required:
-        missing = [name for name in schema if name not in value and name not in optional]
-        if missing:
-            raise ParamError(f"{_at(key)}missing key(s): {', '.join(missing)}")
-    return {name: schema[name](f"{key}.{name}" if key else name, v) for name, v in value.items()}
 
 
 # --- the params, as typed records ---
@@ -248,18 +165,12 @@ class Params:
     sweep_points: dict[str, SweepPoint]   # "sweep_<axis>_<value>" -> its point, each trained like a variant
     probing: ProbingParams
     check_tolerance: float
-    transfer: "TransferParams"   # the transfer-learning study (nnstudy.transfer.params)
+    transfer: TransferParams     # the transfer-learning study (nnstudy.transfer.params)
 
     @property
     def vmapped(self) -> bool:
         """Train the seeds as one program: asked for, and possible (the compiled loop, on JAX)."""
         return self.seeds_together and self.loop == "compiled"
-
-
-def boolean(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ParamError(f"{key}: must be true or false, got {_describe(value)}")
-    return value
 
 
 DATA_SCHEMA: dict[str, Check] = {
@@ -332,13 +243,6 @@ FINAL_SCHEMA: dict[str, Check] = {
     "patience": integer(0),
     "monitor": choice(MONITORS),
 }
-
-
-def seed_list(key: str, value: Any) -> tuple[int, ...]:
-    seeds = list_of(integer(0))(key, value)
-    if len(set(seeds)) != len(seeds):
-        raise ParamError(f"{key}: each seed may appear once, got {list(seeds)}")
-    return seeds
 
 
 def questions(key: str, value: Any) -> dict[str, tuple[str, ...]]:
@@ -444,7 +348,6 @@ TOP_SCHEMA: dict[str, Check] = {
 
 def parse(raw: Any) -> Params:
     """Validate the whole params tree; the first problem found raises ParamError."""
-    from nnstudy.transfer import params as transfer_params  # it builds on this module's checks
 
     top = check_mapping("", raw, TOP_SCHEMA)
     base = ModelParams(**{name: top[name] for name in MODEL_SCHEMA})

@@ -119,8 +119,16 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
         return float(scipy_stats.ttest_ind(x, y, equal_var=False).pvalue)
 
 
-def seeds_agree(a: Mapping[int, float], b: Mapping[int, float]) -> bool:
-    """Whether every shared seed moves the same way as the means (b - a), seed s against seed s.
+# The share of seeds that must move with the means. With three seeds that is every seed, as
+# before. A noisy family trains more seeds, and there a real 9-point change still shows up as
+# an occasional seed against it (at 6 points of seed noise, one pair in seven): requiring
+# every one of eight seeds would throw most real differences away.
+AGREE_SHARE = 0.75
+
+
+def seeds_agree(a: Mapping[int, float], b: Mapping[int, float], share: float = AGREE_SHARE) -> bool:
+    """Whether the shared seeds move the same way as the means (b - a), seed s against seed s: all
+    of them with up to three, at least `share` of them with more (6 of 8 at the default 3/4).
 
     With no shared seed, or no difference in the means, there is no direction to agree on: False.
     """
@@ -129,7 +137,8 @@ def seeds_agree(a: Mapping[int, float], b: Mapping[int, float]) -> bool:
     if not shared or x.size != len(shared) or y.size != len(shared):
         return False
     sign = np.sign(np.mean(list(b.values())) - np.mean(list(a.values())))
-    return bool(sign != 0 and np.all(np.sign(y - x) == sign))
+    with_means = int(np.sum(np.sign(y - x) == sign))
+    return bool(sign != 0 and with_means >= math.ceil(share * len(shared) - 1e-9))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

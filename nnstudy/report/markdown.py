@@ -106,8 +106,8 @@ def findings_markdown(study: Params, summary: dict, comparisons: pd.DataFrame) -
     lines = ["## Findings", "",
              "Generated from the numbers below. A finding is about a design choice, so the seed is its unit: "
              "each step of a question is tested with Welch's t-test across seeds, Holm-corrected over all "
-             f"{len(comparisons)} comparisons at α = {study.stats.alpha:g}, and is significant only if every seed "
-             "also moves the same way. The best variant is picked on validation accuracy. ± is the half-width of the "
+             f"{len(comparisons)} comparisons at α = {study.stats.alpha:g}, and is significant only if the seeds "
+             "also move the same way (all of three; three in four of more). The best variant is picked on validation accuracy. ± is the half-width of the "
              f"{study.stats.confidence:.0%} t-interval over {len(study.seeds)} seeds.", ""]
     for question, names in study.stats.questions.items():
         lines.append(f"- {series_finding(question, list(names), summary, comparisons)}")
@@ -134,7 +134,7 @@ def comparisons_markdown(comparisons: pd.DataFrame) -> str:
         "## Significance",
         "",
         "Every comparison: the change in mean test accuracy (points); Welch's t-test across seeds (Holm-corrected) "
-        "and whether every seed moves the same way, which together give the verdict about the design choice; and "
+        "and whether the seeds move the same way (all of three, three in four of more), which together give the verdict about the design choice; and "
         "the exact McNemar test (the largest p over seeds, Holm-corrected), which answers another question: "
         "whether these particular trained networks differ on these test images (two seeds of one variant "
         "already do). "

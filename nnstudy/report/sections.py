@@ -75,7 +75,7 @@ def sweeps_markdown(sweeps: dict, comparisons: pd.DataFrame, epochs: str, figure
     lines = ["## Sweeps: how big, which units, which optimizer", "",
              f"One axis at a time over the base network, each point trained {sweep_epochs} epochs over {seeds} seeds. "
              "Accuracy in %, mean ± CI half-width; the best value of each axis is tested against every other "
-             "(Welch's t-test across seeds, every seed moving the same way, Holm over all the sweeps' comparisons); "
+             "(Welch's t-test across seeds, the seeds moving the same way, Holm over all the sweeps' comparisons); "
              "the best value is picked on validation accuracy, so the test set does not both pick and judge it.", "", f"- {epochs}"]
     for axis, points in sweeps.items():
         lines.append(f"- {axis_finding(axis, sweep_table(points), comparisons)}")

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from nnstudy.core.errors import ParamError
-from nnstudy.core.params import (
-    BACKENDS, Check, _describe, boolean, check_mapping, choice, integer, list_of, number, seed_list, text,
+from nnstudy.core.backend import BACKENDS
+from nnstudy.core.checks import (
+    Check, _describe, boolean, check_mapping, choice, integer, list_of, number, seed_list, text,
 )
 
 # Every model the study knows, with the smallest square input it accepts (include_top=False).
@@ -101,10 +102,37 @@ class TransferParams:
     pretrain: PretrainParams
     zoo: ZooParams
     runs: dict[str, TransferRun]      # every arm at every labels value, then every sweep point
+    min_seeds: dict[int, int]         # labels value (0: all) -> the fewest seeds its runs train
+
+    def run_seeds(self, name: str, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        """The seeds one run trains: the study's `seeds`, extended for a noisy labels value."""
+        return extended_seeds(seeds, self.min_seeds.get(self.runs[name].recipe.labels, 0))
 
     @property
     def arms(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.arm for r in self.runs.values() if r.arm))
+
+
+def extended_seeds(seeds: tuple[int, ...], wanted: int) -> tuple[int, ...]:
+    """`seeds` first, then the next unused whole numbers above them until there are `wanted`: a
+    family that asks for more seeds keeps the study's own, so its runs stay paired with the rest."""
+    out = list(seeds)
+    candidate = max(seeds, default=0) + 1
+    while len(out) < wanted:
+        out.append(candidate)
+        candidate += 1
+    return tuple(out)
+
+
+def _min_seeds(key: str, value: Any) -> dict[int, int]:
+    """{labels value: seeds}, e.g. {10: 8}; `all` as a key stands for every label."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ParamError(f"{key}: must map a labels value to the fewest seeds its runs train (e.g. {{10: 8}}), "
+                         f"got {_describe(value)}")
+    return {_count_or_all(f"{key} (a labels value)", labels): integer(1)(f"{key}.{labels}", count)
+            for labels, count in value.items()}
 
 
 def _classes(key: str, value: Any) -> tuple[int, ...]:
@@ -159,6 +187,7 @@ SCHEMA = {
     "augment_factor": number(0.0, 1.0, low_open=True),
     **{key: RECIPE_SCHEMA[key] for key in RECIPE_SCHEMA if key != "labels"},
     "labels": list_of(_count_or_all),
+    "min_seeds": _min_seeds,
     "pretrain": lambda key, value: check_mapping(key, value, PRETRAIN_SCHEMA),
     "arms": lambda key, value: value,
     "sweeps": lambda key, value: value,
@@ -202,7 +231,7 @@ def value_name(axis: str, value: Any) -> str:
 
 def parse(raw: Any) -> TransferParams:
     """Validate `transfer:`; the first problem raises ParamError naming its key."""
-    top = check_mapping("transfer", raw, SCHEMA)
+    top = check_mapping("transfer", raw, SCHEMA, optional=("min_seeds",))
     source, target = top["source_classes"], top["target_classes"]
     if set(source) & set(target):
         raise ParamError(f"transfer: source_classes and target_classes share {sorted(set(source) & set(target))}")
@@ -256,6 +285,7 @@ def parse(raw: Any) -> TransferParams:
         val_per_class=top["val_per_class"],
         augmentations=top["augmentations"], augment_factor=top["augment_factor"],
         base=base, arm_labels=top["labels"], pretrain=PretrainParams(**top["pretrain"]), zoo=zoo, runs=runs,
+        min_seeds=top.get("min_seeds", {}),
     )
 
 
@@ -268,16 +298,19 @@ def run_settings(transfer: TransferParams, name: str, seeds: tuple[int, ...], ba
         "run": name, "arm": run.arm, "axis": run.axis, "value": run.value,
         "recipe": asdict(run.recipe),
         "augmentations": list(transfer.augmentations), "augment_factor": transfer.augment_factor,
-        "val_per_class": transfer.val_per_class, "seeds": list(seeds), "subset_seed": seed, "backend": backend,
+        "val_per_class": transfer.val_per_class, "seeds": list(transfer.run_seeds(name, seeds)), "subset_seed": seed,
+        "backend": backend,
     }
 
 
 def pretrain_settings(transfer: TransferParams, seeds: tuple[int, ...], backend: str) -> dict:
-    """What the source network depends on; `needed` is false when no run starts from it."""
-    needed = any(run.recipe.weights == "source" for run in transfer.runs.values())
+    """What the source network depends on; `needed` is false when no run starts from it. It is
+    trained once for every seed that some run starting from it trains."""
+    starting = [name for name, run in transfer.runs.items() if run.recipe.weights == "source"]
+    wanted = max((len(transfer.run_seeds(name, seeds)) for name in starting), default=len(seeds))
     return {
-        "run": "pretrain", "needed": needed, "recipe": asdict(transfer.base), "pretrain": asdict(transfer.pretrain),
-        "seeds": list(seeds), "backend": backend,
+        "run": "pretrain", "needed": bool(starting), "recipe": asdict(transfer.base),
+        "pretrain": asdict(transfer.pretrain), "seeds": list(extended_seeds(seeds, wanted)), "backend": backend,
     }
 
 
@@ -322,28 +355,6 @@ def recipe_from_settings(settings: Any) -> Recipe:
         raise ParamError(f"recipe.input_size: {recipe.input_size} is below {recipe.model}'s minimum "
                          f"of {MIN_INPUT_SIZE[recipe.model]}")
     return recipe
-
-
-def read_settings(name: str) -> tuple[dict, Recipe]:
-    """A transfer run's settings file (or `pretrain`'s), checked in full, and its Recipe; a problem is
-    one line naming the file and the key."""
-    from nnstudy.core import params, paths
-    from nnstudy.core.jsonio import read_json  # jsonio pulls in NumPy: only the stages need it
-
-    path = paths.transfer_settings_file(name)
-    if not path.is_file():
-        if name != "pretrain":
-            run_settings(params.load().transfer, name, (), "jax", 0)  # an unknown run: the runs there are
-        raise ParamError(f"{path}: missing; run `dvc repro transfer_settings` to write it")
-    settings = read_json(path)
-    try:
-        recipe = recipe_from_settings(settings)
-        if settings["run"] != name:
-            raise ParamError(f"run: the file is for {settings['run']!r}, not {name!r}")
-    except ParamError as error:
-        raise ParamError(f"{path}: {error}; fix it, or run `dvc repro transfer_settings` to rewrite it "
-                         "from params.yaml") from None
-    return settings, recipe
 
 
 def steps_per_epoch(examples: int, batch_size: int) -> int:

@@ -168,7 +168,12 @@ def transfer_markdown(summary: dict, comparisons: pd.DataFrame, data: dict, pret
                       fit_seconds: Mapping[str, float]) -> str:
     runs, arms, reference = summary["runs"], summary["arms"], summary["reference"]
     arm_runs = summary["arm_runs"]
-    seeds = len(next(iter(runs.values()))["seeds"])
+    per_labels: dict[str, int] = {}
+    for run in runs.values():
+        per_labels.setdefault(str(run["recipe"]["labels"] or "all"), len(run["seeds"]))
+    counts = sorted(set(per_labels.values()))
+    seeds = (f"over {counts[0]} seeds" if len(counts) == 1 else "over " + ", ".join(
+        f"{n} seeds at {labels} labels per class" for labels, n in per_labels.items()))
     target = data["target"]
     lines = [
         "## Transfer learning: when does a pretrained base help, and how much should be unfrozen?", "",
@@ -177,8 +182,9 @@ def transfer_markdown(summary: dict, comparisons: pd.DataFrame, data: dict, pret
         + f"; target task: classes {', '.join(target['classes'])}, "
         f"{target['splits']['train']['size']} training, {target['splits']['val']['size']} validation and "
         f"{target['splits']['test']['size']} test images. "
-        f"Model `{summary['model']}`. Every run is trained over {seeds} seeds; accuracy in %, mean ± CI half-width; "
-        "each pair is tested with Welch's t-test across seeds (significant only if every seed also moves the same way), "
+        f"Model `{summary['model']}`. Every run is trained {seeds}; accuracy in %, mean ± CI half-width; "
+        "each pair is tested with Welch's t-test across seeds (significant only if the seeds also move the same way: "
+        "all of three, three in four of more), "
         f"Holm-corrected over the {len(comparisons)} comparisons of this section.", "",
     ]
     if pretrain.get("needed"):

@@ -130,6 +130,12 @@ def fit_phase(network: keras.Model, task: Task, recipe: Recipe, name: str, learn
     result.phases.append(Phase(name, len(history["loss"]), int(losses.argmin()) + 1, trainable_count(network)))
 
 
+def most_epochs(recipe: Recipe) -> int:
+    """The most epochs a recipe trains, both phases together (each stops early at `epochs` or before)."""
+    two_phases = recipe.weights != "none" and recipe.unfreeze > 0
+    return recipe.epochs * (2 if two_phases else 1)
+
+
 def train_recipe(recipe: Recipe, task: Task, base_weights: Path | None = None, imagenet: Path | None = None,
                  augmentations: tuple[str, ...] = (), factor: float = 0.1,
                  log: Callable[[int, dict], None] | None = None, checkpoint: SeedCheckpoint | None = None,
