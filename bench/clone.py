@@ -34,7 +34,7 @@ def timed(command: list[str], repo: Path, env: dict[str, str]) -> tuple[float, d
 
 
 def set_params(repo: Path, **values: object) -> None:
-    merge_params(repo, values)
+    replace_params(repo, values)
 
 
 def merged(base: dict, overrides: dict) -> dict:
@@ -49,8 +49,16 @@ def merged(base: dict, overrides: dict) -> dict:
 
 
 def merge_params(repo: Path, overrides: dict) -> None:
+    """params.yaml with `overrides` merged in (see `merged`)."""
     path = repo / "params.yaml"
     path.write_text(yaml.safe_dump(merged(yaml.safe_load(path.read_text()), overrides), sort_keys=False))
+
+
+def replace_params(repo: Path, overrides: dict) -> None:
+    """params.yaml with each top-level key of `overrides` replacing its value whole (a --params file:
+    its `variants:` are the study's variants, not added to them)."""
+    path = repo / "params.yaml"
+    path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text()) | overrides, sort_keys=False))
 
 
 def fresh_clone(folder: str) -> tuple[Path, str]:

@@ -12,9 +12,9 @@ summary's test gives for the pair. Target on 2 cores: <= 20 min.
     python3 run.py bench --full --with-transfer    # then the transfer study, zoo and report on top
     python3 run.py bench --full --params tiny.yaml --out /tmp/full.json   # a smoke run
 
-`--params FILE` merges a YAML mapping into params.yaml after the full-size settings (a nested
-mapping key by key; anything else replaces the value), so a smoke run can use the 8x8 digits and
-a few epochs; the file then records what was overridden.
+`--params FILE` is a YAML mapping whose top-level keys replace params.yaml's, after the full-size
+settings (`data: {dataset: digits, ...}` replaces the whole `data:`), so a smoke run can use the
+8x8 digits and a few epochs; the file then records what was overridden.
 """
 
 import csv
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.clone import ROOT, fresh_clone, merge_params, timed
+from bench.clone import ROOT, fresh_clone, merge_params, replace_params, timed
 from nnstudy.core import paths
 
 RESULTS = ROOT / "bench" / "full.json"
@@ -89,7 +89,7 @@ def full_study(env: dict[str, str], overrides: dict, with_transfer: bool) -> dic
     with tempfile.TemporaryDirectory(prefix="nnstudy-bench-full-") as folder:
         repo, commit = fresh_clone(folder)
         merge_params(repo, FULL_SIZE)
-        merge_params(repo, overrides)
+        replace_params(repo, overrides)
         dataset = yaml.safe_load((repo / "params.yaml").read_text())["data"]["dataset"]
         total, stages, _ = timed(["dvc", "repro", "--no-run-cache", *MLP_TARGETS], repo, env)
         results = {

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.clone import ROOT, fresh_clone, merge_params, set_params, timed
+from bench.clone import ROOT, fresh_clone, replace_params, set_params, timed
 from nnstudy.core import paths
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -118,7 +118,7 @@ def peer_side_by_side(env: dict[str, str], overrides: dict, with_peer: bool = Tr
     is DVC's (reading dvc.yaml, dvc.lock and params, hashing, writing the lock)."""
     with tempfile.TemporaryDirectory(prefix="nnstudy-bench-") as folder:
         repo, commit = fresh_clone(folder)
-        merge_params(repo, overrides)
+        replace_params(repo, overrides)
         set_params(repo, seeds=[1])
         study = yaml.safe_load((repo / "params.yaml").read_text())
         subprocess.run(["dvc", "repro", "settings", "prepare"], cwd=repo, env=env, check=True, capture_output=True)
@@ -166,7 +166,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="with --full: then the transfer study, zoo and report, timed on their own")
     parser.add_argument("--no-peer", action="store_true", help="with --peer: the variants only, not the peer")
     parser.add_argument("--params", type=Path, metavar="FILE",
-                        help="with --peer or --full: a YAML mapping merged into params.yaml (a smoke run)")
+                        help="with --peer or --full: a YAML mapping whose top-level keys replace params.yaml's (a smoke run)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="with --peer or --full: write here instead")
     args = parser.parse_args(argv)
     if args.with_transfer and not args.full:
