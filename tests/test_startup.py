@@ -57,3 +57,20 @@ def test_epoch_live_writes_the_same_files_and_fewer_times(tmp_path, monkeypatch)
     live.log_metric("train/loss", 5.0, plot=False)
     live.next_step()
     assert json.loads(Path("quiet/metrics.json").read_text()) == {"train": {"loss": 5.0}, "step": 5}
+
+
+def test_startup_imports_run_without_the_collector_and_freeze_what_they_built():
+    import gc
+
+    from nnstudy.core.backend import startup_imports
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    with startup_imports():
+        assert not gc.isenabled()
+        with startup_imports():  # nested (activate inside a stage's own block): still off inside
+            pass
+        assert not gc.isenabled()
+        built = [[] for _ in range(1000)]
+    assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(built)
+    gc.unfreeze()  # give the rest of the test session its collector back as it was
