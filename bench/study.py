@@ -50,7 +50,7 @@ TARGETS = {
     "exp_sgd_share": 1 / 3,               # -S optimizer=sgd vs re-training every variant
     "noop_seconds": 3.0,
     "transfer_study_seconds": 5 * 60,     # the offline transfer study from clean (data to its report section)
-    # --peer: peer / the 14 variants' stage processes (process start to exit), on the default backend
+    # --peer: peer / the 14 variants' stage time (process start to outputs written), default backend
     "peer_side_by_side_stage_speedup": 8.0,
 }
 # The 14 variants, one seed each, per (backend, loop): what the peer script does in one process.
@@ -115,7 +115,8 @@ def peer_side_by_side(env: dict[str, str], overrides: dict, with_peer: bool = Tr
     Each variant runs as `dvc repro -s -f train@<variant>` (forced: no run cache). Its stage time
     is what the stage process reports in results/timing/ (process start to its outputs written;
     start-up is process start to data loaded and network built); the rest of each call's wall time
-    is DVC's (reading dvc.yaml, dvc.lock and params, hashing, writing the lock)."""
+    is DVC's (importing itself, reading dvc.yaml, dvc.lock and params, hashing, writing the lock)
+    and the stage process's exit."""
     with tempfile.TemporaryDirectory(prefix="nnstudy-bench-") as folder:
         repo, commit = fresh_clone(folder)
         replace_params(repo, overrides)
