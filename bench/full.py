@@ -29,7 +29,9 @@ from pathlib import Path
 import yaml
 
 from bench.clone import ROOT, fresh_clone, merge_params, replace_params, timed
-from nnstudy.core import paths
+from nnstudy.core import params, paths
+from nnstudy.core.data import FASHION_FILES
+from nnstudy.core.errors import StudyError
 
 RESULTS = ROOT / "bench" / "full.json"
 TARGET_SECONDS = 20 * 60  # the MLP study at full size on 2 cores
@@ -85,12 +87,27 @@ def tuned_vs_base(repo: Path) -> dict:
     }
 
 
+def check_params(path: Path) -> str:
+    """The study's own validation of the merged params, and the full-size data at hand, before any
+    training: a bad --params file or a missing data set is one line, not a failed stage later."""
+    try:
+        study = params.load(path)
+    except StudyError as error:
+        sys.exit(f"bench: {error}")
+    if study.data.dataset == "fashion-mnist":
+        missing = [name for name in FASHION_FILES if not (Path(study.data.fashion_mnist_dir) / name).is_file()]
+        if missing:
+            sys.exit(f"bench: Fashion-MNIST not found in {study.data.fashion_mnist_dir} (missing {', '.join(missing)}); "
+                     "`apt-get install dataset-fashion-mnist` provides it (or set data.fashion_mnist_dir)")
+    return study.data.dataset
+
+
 def full_study(env: dict[str, str], overrides: dict, with_transfer: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="nnstudy-bench-full-") as folder:
         repo, commit = fresh_clone(folder)
         merge_params(repo, FULL_SIZE)
         replace_params(repo, overrides)
-        dataset = yaml.safe_load((repo / "params.yaml").read_text())["data"]["dataset"]
+        dataset = check_params(repo / "params.yaml")
         total, stages, _ = timed(["dvc", "repro", "--no-run-cache", *MLP_TARGETS], repo, env)
         results = {
             "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,

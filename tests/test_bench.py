@@ -81,3 +81,14 @@ def test_bench_refuses_bad_flags_and_params_files(tmp_path):
     bad.write_text("- just\n- a list\n")
     done = bench("--full", "--params", str(bad))
     assert done.returncode == 1 and "must hold a mapping" in done.stderr
+    # A typo and a missing data set stop before any training, each with one line.
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("epochz: 3\n")
+    done = bench("--full", "--params", str(typo))
+    assert done.returncode == 1 and "epochz" in done.stderr.strip().splitlines()[-1]
+    elsewhere = tmp_path / "elsewhere.yaml"
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    elsewhere.write_text(yaml.safe_dump({"data": raw["data"] | {"fashion_mnist_dir": str(tmp_path / "none")}}))
+    done = bench("--full", "--params", str(elsewhere))
+    assert done.returncode == 1
+    assert "Fashion-MNIST not found" in done.stderr and "dataset-fashion-mnist" in done.stderr
