@@ -88,7 +88,8 @@ def test_bench_refuses_bad_flags_and_params_files(tmp_path):
     assert done.returncode == 1 and "epochz" in done.stderr.strip().splitlines()[-1]
     elsewhere = tmp_path / "elsewhere.yaml"
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    elsewhere.write_text(yaml.safe_dump({"data": raw["data"] | {"fashion_mnist_dir": str(tmp_path / "none")}}))
+    elsewhere.write_text(yaml.safe_dump({"data": raw["data"] | {"dataset": "fashion-mnist",
+                                                                  "fashion_mnist_dir": str(tmp_path / "none")}}))
     done = bench("--full", "--params", str(elsewhere))
     assert done.returncode == 1
     assert "Fashion-MNIST not found" in done.stderr and "dataset-fashion-mnist" in done.stderr
