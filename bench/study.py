@@ -4,6 +4,8 @@ and loop, the whole default study from clean, `dvc exp run -S optimizer=sgd` and
     python3 run.py bench              # writes bench/results.json (commit it); ~45 min on 2 cores
     python3 run.py bench --transfer   # only the offline transfer study from clean (~5 min), merged in
     python3 run.py bench --resume     # only what per-epoch checkpoints cost train@batch_mini (~3 min), merged in
+    python3 run.py bench --peer       # only the peer and the 14 variants side by side (~11 min), merged in
+    python3 run.py bench --full       # the MLP study at full size (Fashion-MNIST) from clean: bench/full.py
 
 Everything runs in a fresh clone of HEAD in a temporary folder, on the same data split:
 1. the whole default study from clean (no dvc.lock, no outputs, no run cache), stage by stage;
@@ -22,11 +24,10 @@ default study <= 20 min; `-S optimizer=sgd` <= 1/3 of re-training every variant;
 repro` <= 3 s; the offline transfer study (its share of run 1, or alone with --transfer) <= 5 min.
 """
 
+import argparse
 import json
 import os
 import platform
-import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,9 +37,9 @@ from pathlib import Path
 
 import yaml
 
+from bench.clone import ROOT, fresh_clone, replace_params, set_params, timed
 from nnstudy.core import paths
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 PEER = ROOT.parent / "shared" / "peers" / "seed_style_study.py"
 TARGETS = {
@@ -49,42 +50,16 @@ TARGETS = {
     "exp_sgd_share": 1 / 3,               # -S optimizer=sgd vs re-training every variant
     "noop_seconds": 3.0,
     "transfer_study_seconds": 5 * 60,     # the offline transfer study from clean (data to its report section)
+    # --peer: peer / the 14 variants' stage time (process start to outputs written), default backend
+    "peer_side_by_side_stage_speedup": 8.0,
 }
-STAGE_LINE = re.compile(r"^Running stage '(?P<stage>[^']+)'")
-OUTPUTS = ("metrics", "results", "report/figures", "models", "data/raw", "data/prepared", "data/transfer", "tuner")
 # The 14 variants, one seed each, per (backend, loop): what the peer script does in one process.
 CONFIGS = {"tensorflow_fit": ("tensorflow", "fit"), "jax_fit": ("jax", "fit"), "jax_compiled": ("jax", "compiled")}
 NOT_IN_PEER = {"train@tanh_mse"}  # the classic formulation came later; the peer's 14 variants are the rest
 
 
-def timed(command: list[str], repo: Path, env: dict[str, str]) -> tuple[float, dict[str, float], str]:
-    """Run a DVC command; a stage's time runs from its 'Running stage' line to the next one (or the end)."""
-    start = time.perf_counter()
-    marks: list[tuple[str, float]] = []
-    lines = []
-    with subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as process:
-        for line in process.stdout:
-            sys.stdout.write(line)
-            lines.append(line)
-            if match := STAGE_LINE.match(line):
-                marks.append((match["stage"], time.perf_counter()))
-    total = time.perf_counter() - start
-    if process.returncode != 0:
-        sys.exit(f"bench: {' '.join(command)} failed with exit code {process.returncode}")
-    ends = [t for _, t in marks[1:]] + [start + total]
-    return total, {stage: round(end - begun, 1) for (stage, begun), end in zip(marks, ends)}, "".join(lines)
-
-
 def train_seconds(stages: dict[str, float]) -> float:
     return round(sum(t for stage, t in stages.items() if stage.startswith("train@")), 1)
-
-
-def set_params(repo: Path, **values: object) -> None:
-    path = repo / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    raw.update(values)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def run_peer(env: dict[str, str]) -> dict:
@@ -94,18 +69,6 @@ def run_peer(env: dict[str, str]) -> dict:
     done = subprocess.run([sys.executable, str(PEER)], env=peer_env, capture_output=True, text=True, check=True)
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return {"total_seconds": rows[-1]["total_s"], "variants": rows[:-1]}
-
-
-def fresh_clone(folder: str) -> tuple[Path, str]:
-    """A clone of the committed study with every output and dvc.lock removed: a study from clean."""
-    repo = Path(folder) / "study"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(repo)], check=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
-                            text=True, check=True).stdout.strip()
-    (repo / "dvc.lock").unlink(missing_ok=True)
-    for output in OUTPUTS:
-        shutil.rmtree(repo / output, ignore_errors=True)
-    return repo, commit
 
 
 def transfer_from_clean(env: dict[str, str]) -> dict:
@@ -146,15 +109,119 @@ def resume_cost(env: dict[str, str], pairs: int = 3) -> dict:
     }
 
 
+def peer_side_by_side(env: dict[str, str], overrides: dict, with_peer: bool = True) -> dict:
+    """The peer and the 14 variants it trains (one seed each, default backend and loop), side by side.
+
+    Each variant runs as `dvc repro -s -f train@<variant>` (forced: no run cache). Its stage time
+    is what the stage process reports in results/timing/ (process start to its outputs written;
+    start-up is process start to data loaded and network built); the rest of each call's wall time
+    is DVC's (importing itself, reading dvc.yaml, dvc.lock and params, hashing, writing the lock)
+    and the stage process's exit."""
+    with tempfile.TemporaryDirectory(prefix="nnstudy-bench-") as folder:
+        repo, commit = fresh_clone(folder)
+        replace_params(repo, overrides)
+        set_params(repo, seeds=[1])
+        study = yaml.safe_load((repo / "params.yaml").read_text())
+        subprocess.run(["dvc", "repro", "settings", "prepare"], cwd=repo, env=env, check=True, capture_output=True)
+        variants = [name for name in study["variants"] if f"train@{name}" not in NOT_IN_PEER]
+        runs = {}
+        for name in variants:
+            begun = time.perf_counter()
+            subprocess.run(["dvc", "repro", "-s", "-f", f"train@{name}"], cwd=repo, env=env, check=True,
+                           capture_output=True)
+            wall = time.perf_counter() - begun
+            timing = json.loads((repo / paths.timing_file(f"train_{name}")).read_text())
+            runs[name] = {"wall_seconds": round(wall, 2), "stage_seconds": timing["stage_seconds"],
+                          "startup_seconds": timing["startup_seconds"], "fit_seconds": timing["fit_seconds"]["seed_1"],
+                          "dvc_seconds": round(wall - timing["stage_seconds"], 2)}
+    peer = run_peer(env) if with_peer else {"skipped": "--no-peer"}
+    totals = {key: round(sum(run[key] for run in runs.values()), 1)
+              for key in ("wall_seconds", "stage_seconds", "startup_seconds", "fit_seconds", "dvc_seconds")}
+    peer_total = peer.get("total_seconds")
+    backend = f"{study['backend']} ({study['loop']})"
+    result = {
+        "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "command": "python3 run.py bench --peer", "backend": backend, "params_overrides": overrides or None,
+        "peer_total_seconds": peer_total, "peer_variants": peer.get("variants", peer.get("skipped")),
+        "variants": runs, "variants_total": totals,
+        "dvc_seconds_per_call_median": round(sorted(r["dvc_seconds"] for r in runs.values())[len(runs) // 2], 2),
+    }
+    if peer_total:
+        result["speedup_vs_peer"] = {"by_stage_time": round(peer_total / totals["stage_seconds"], 2),
+                                     "by_wall_time": round(peer_total / totals["wall_seconds"], 2),
+                                     "fitting_only": round(peer_total / totals["fit_seconds"], 2)}
+        result["target_by_stage_time"] = TARGETS["peer_side_by_side_stage_speedup"]
+        result["meets_target"] = result["speedup_vs_peer"]["by_stage_time"] >= TARGETS["peer_side_by_side_stage_speedup"]
+    return result
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 run.py bench", description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="only what per-epoch checkpoints cost")
+    mode.add_argument("--transfer", action="store_true", help="only the offline transfer study from clean")
+    mode.add_argument("--peer", action="store_true", help="only the peer and the 14 variants side by side")
+    mode.add_argument("--full", action="store_true", help="the MLP study at full size from clean (bench/full.json)")
+    parser.add_argument("--with-transfer", action="store_true",
+                        help="with --full: then the transfer study, zoo and report, timed on their own")
+    parser.add_argument("--no-peer", action="store_true", help="with --peer: the variants only, not the peer")
+    parser.add_argument("--params", type=Path, metavar="FILE",
+                        help="with --peer or --full: a YAML mapping whose top-level keys replace params.yaml's (a smoke run)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="with --peer or --full: write here instead")
+    args = parser.parse_args(argv)
+    if args.with_transfer and not args.full:
+        parser.error("--with-transfer goes with --full")
+    if args.no_peer and not args.peer:
+        parser.error("--no-peer goes with --peer")
+    if (args.params or args.out) and not (args.peer or args.full):
+        parser.error("--params and --out go with --peer or --full")
+    return args
+
+
+def read_overrides(path: Path | None) -> dict:
+    """The --params file: a YAML mapping (a bad file stops here, before any clone or training)."""
+    if path is None:
+        return {}
+    try:
+        overrides = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        sys.exit(f"bench: --params {path}: cannot read it ({error.__class__.__name__}: {error})")
+    if not isinstance(overrides, dict):
+        sys.exit(f"bench: --params {path}: must hold a mapping of params.yaml keys, got {type(overrides).__name__}")
+    return overrides
+
+
 def main() -> None:
+    args = parse_args(sys.argv[1:])
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
-    if sys.argv[1:] == ["--resume"]:
+    overrides = read_overrides(args.params)
+    if args.full:
+        from bench import full
+
+        full.main(env, overrides, args.with_transfer, args.out)
+        return
+    if args.peer:
+        # Merged into the committed results (the rest stays as measured) unless --out says otherwise.
+        side_by_side = peer_side_by_side(env, overrides, with_peer=not args.no_peer)
+        if args.out:
+            args.out.write_text(json.dumps(side_by_side, indent=2) + "\n")
+        else:
+            results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            results["peer_side_by_side"] = side_by_side
+            results.setdefault("targets", {})["peer_side_by_side_stage_speedup"] = (
+                TARGETS["peer_side_by_side_stage_speedup"])
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps({key: side_by_side.get(key) for key in
+                          ("peer_total_seconds", "variants_total", "speedup_vs_peer", "meets_target")}, indent=2))
+        return
+    if args.resume:
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         results["resume"] = resume_cost(env)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results["resume"], indent=2))
         return
-    if sys.argv[1:] == ["--transfer"]:
+    if args.transfer:
         # Only the transfer study, merged into the committed results (the rest stays as measured).
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         results["transfer"] = transfer_from_clean(env)

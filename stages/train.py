@@ -30,12 +30,13 @@ def main() -> None:
                    paths.timing_file(f"train_{variant}"))
 
     # Keras (and TensorFlow or JAX) only now: a bad setting fails in a fraction of a second.
-    backend.activate(settings.backend)
-    from nnstudy.core.data import load_prepared
-    from nnstudy.training.loop import learning_curves, open_live, record_summary, train, train_seeds
-    from nnstudy.training.models import enable_determinism
-    from nnstudy.training.resume import StageCheckpoints
-    from nnstudy.training.weights import save_weights
+    with backend.startup_imports():
+        backend.activate(settings.backend)
+        from nnstudy.core.data import load_prepared
+        from nnstudy.training.loop import learning_curves, open_live, record_summary, train, train_seeds
+        from nnstudy.training.models import enable_determinism
+        from nnstudy.training.resume import StageCheckpoints
+        from nnstudy.training.weights import save_weights
 
     data = load_prepared()
     checkpoints = StageCheckpoints.open(f"train@{variant}", settings,

@@ -35,6 +35,10 @@ MAX_STEPS_PER_EXECUTION = 400
 # see it move and when it will end, few enough lines to keep CI logs readable.
 PROGRESS_SECONDS = 10.0
 
+# A running stage's DVCLive metrics.json is refreshed at most this often (the study reads it only
+# when the run has ended): see _EpochLive.
+LIVE_SYNC_SECONDS = 10.0
+
 # A network whose final training accuracy is within this of always guessing the largest class has
 # learned nothing: a collapsed run (dead ReLUs, saturated outputs), not a weak one.
 CHANCE_MARGIN = 0.01
@@ -315,9 +319,29 @@ def train_seeds(model: ModelParams, data: PreparedData, seeds: list[int], lives:
     return [_result(run, history, share, data, loss_limit, stop) for run, history in zip(runs, histories)]
 
 
+class _EpochLive(Live):
+    """DVCLive's Live, whose next_step writes its files at most every LIVE_SYNC_SECONDS.
+
+    Live.next_step rewrites metrics.json and writes, with an fsync, a signal file for VS Code's
+    DVC extension: 4-6 ms a step, a fifth of a small network's 23 ms epoch. Between writes a step
+    only advances the step counter, as next_step does; the first step and end() (record_summary)
+    write as before, so the finished run's files are the same bytes.
+    """
+
+    _synced_at: float | None = None
+
+    def next_step(self) -> None:
+        now = time.perf_counter()
+        if self._synced_at is not None and now - self._synced_at < LIVE_SYNC_SECONDS:
+            self.step += 1
+            return
+        self._synced_at = now
+        super().next_step()
+
+
 def open_live(folder: Path) -> Live:
     """A DVCLive run that leaves dvc.yaml alone (dvc.yaml declares its outputs) and makes no experiment."""
-    return Live(str(folder), dvcyaml=False, save_dvc_exp=False)
+    return _EpochLive(str(folder), dvcyaml=False, save_dvc_exp=False)
 
 
 def record_summary(live: Live, result: TrainResult) -> None:

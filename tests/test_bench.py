@@ -1,0 +1,95 @@
+"""`python3 run.py bench --full` and `--peer`, end to end on the tiny digits study (a fresh clone of HEAD)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from study_helpers import ROOT, VARIANTS, small_params
+
+
+def bench(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run([sys.executable, "-m", "bench.study", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_params(tmp_path_factory) -> Path:
+    # The pipeline tests' tiny study, two seeds (an interval needs two) and fewer epochs: a smoke run.
+    raw = small_params("jax")
+    raw.update(seeds=[1, 2], epochs=4)
+    raw["sweeps"]["epochs"] = 2
+    raw["final"].update(max_epochs=4)
+    raw["probing"]["openset"]["epochs"] = 4
+    path = tmp_path_factory.mktemp("bench") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_full_benchmark_runs_the_mlp_study_and_reports_tuned_vs_base(tiny_params, tmp_path):
+    out = tmp_path / "full.json"
+    done = bench("--full", "--params", str(tiny_params), "--out", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["dataset"] == "digits"  # the smoke run's override won over the full-size data set
+    stages = result["stages_seconds"]
+    for stage in ("fetch", "prepare", "tune", "final", "evaluate_final", "summarize", "evaluate_sweeps",
+                  "openset", "nondigit", "dreams", "sweep_depth@depth-1", *(f"train@{v}" for v in VARIANTS)):
+        assert stage in stages, stage
+    assert not [stage for stage in stages if stage.startswith("transfer_") or stage == "report"]
+    assert sum(result["parts_seconds"].values()) == pytest.approx(sum(stages.values()), abs=0.5)
+    assert sum(stages.values()) <= result["total_seconds"]
+    assert result["target_seconds"] == 1200 and result["meets_target"] == (result["total_seconds"] <= 1200)
+
+    versus = result["tuned_vs_base"]
+    assert (versus["base"]["name"], versus["tuned"]["name"]) == ("batch_mini", "final")
+    for network in (versus["base"], versus["tuned"]):
+        assert len(network["per_seed"]) == 2
+        assert network["mean_test_accuracy"] == pytest.approx(sum(network["per_seed"]) / 2)
+        assert network["ci_low"] <= network["mean_test_accuracy"] <= network["ci_high"]
+    assert versus["tuned_minus_base_points"] == pytest.approx(
+        100 * (versus["tuned"]["mean_test_accuracy"] - versus["base"]["mean_test_accuracy"]), abs=1e-3)
+    assert all(0.0 <= versus[p] <= 1.0 for p in ("mcnemar_p", "mcnemar_p_holm", "welch_p", "welch_p_holm"))
+    assert versus["mcnemar_p"] <= versus["mcnemar_p_holm"]
+
+
+def test_peer_benchmark_times_each_variant_stage_and_dvc(tiny_params, tmp_path):
+    # Without the peer (9 minutes): the variants' side, which is what --peer adds to the benchmark.
+    out = tmp_path / "peer.json"
+    done = bench("--peer", "--no-peer", "--params", str(tiny_params), "--out", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["variants"]) == set(VARIANTS)
+    for run in result["variants"].values():
+        assert 0 < run["startup_seconds"] < run["stage_seconds"] < run["wall_seconds"]
+        assert 0 < run["fit_seconds"] < run["stage_seconds"]
+        assert run["dvc_seconds"] == pytest.approx(run["wall_seconds"] - run["stage_seconds"], abs=0.02)
+    assert result["variants_total"]["stage_seconds"] == pytest.approx(
+        sum(run["stage_seconds"] for run in result["variants"].values()), abs=0.1)
+    assert result["peer_variants"] == "--no-peer" and "speedup_vs_peer" not in result
+
+
+def test_bench_refuses_bad_flags_and_params_files(tmp_path):
+    done = bench("--peer", "--with-transfer")
+    assert done.returncode == 2 and "--with-transfer goes with --full" in done.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    done = bench("--full", "--params", str(bad))
+    assert done.returncode == 1 and "must hold a mapping" in done.stderr
+    # A typo and a missing data set stop before any training, each with one line.
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("epochz: 3\n")
+    done = bench("--full", "--params", str(typo))
+    assert done.returncode == 1 and "epochz" in done.stderr.strip().splitlines()[-1]
+    elsewhere = tmp_path / "elsewhere.yaml"
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    elsewhere.write_text(yaml.safe_dump({"data": raw["data"] | {"dataset": "fashion-mnist",
+                                                                  "fashion_mnist_dir": str(tmp_path / "none")}}))
+    done = bench("--full", "--params", str(elsewhere))
+    assert done.returncode == 1
+    assert "Fashion-MNIST not found" in done.stderr and "dataset-fashion-mnist" in done.stderr
