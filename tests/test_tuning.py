@@ -70,8 +70,8 @@ def tune_stage(folder: Path, workers: int, prepared: Path | None = None) -> tupl
     another folder's prepared data is given)."""
     raw = small_params("jax")
     raw["tune"].update(max_epochs=3, factor=3, workers=workers)
-    raw["tune"]["space"] = {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3, 1.0e-6],
-                            "learning_rate": [1.0e-1, 1.0e-2, 1.0e-3]}
+    raw["tune"]["spaces"]["small"] = {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3, 1.0e-6],
+                                      "learning_rate": [1.0e-1, 1.0e-2, 1.0e-3]}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     if prepared:
