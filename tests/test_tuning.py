@@ -97,6 +97,7 @@ def test_hyperband_on_two_workers_runs_every_trial_once(tmp_path):
     assert set(ran) == {"worker0", "worker1"} and all(ran.values()), ran
     assert sorted(int(t) for t in ran["worker0"] + ran["worker1"]) == sorted(table["trial_id"].astype(int)), ran
     assert set(best) == set(alone_best) and best["value"] == table["objective"].max()
+    assert best["space"] == alone_best["space"] == "small"  # the preset searched (small_params' own space)
 
 
 def test_roles_come_from_keras_tuners_environment(monkeypatch):
