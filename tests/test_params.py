@@ -73,6 +73,7 @@ def test_base_change_reaches_variants_that_do_not_override_it():
     (lambda r: r["tune"]["spaces"]["seeds"].update(l2=[-1.0]), r"tune.spaces.seeds.l2\[0\]: must be >= 0"),
     (lambda r: r["tune"].update(preset="sedes"),
      r"tune.preset: 'sedes' is not a space of tune.spaces \(did you mean 'seeds'\?\); known: seeds, wide"),
+    (lambda r: r["tune"].update(preset=["wide"]), r"tune.preset: \['wide'\] is not a space of tune.spaces"),
     (lambda r: r["tune"].update(spaces={}), r"tune.spaces: must map each space's name to its axes, got"),
     (lambda r: r["tune"].update(space=r["tune"].pop("spaces")), r"tune: unknown key 'space' \(did you mean 'spaces'\?\)"),
     (lambda r: r["tune"].update(objective="val_auc"), r"tune.objective: 'val_auc' is not one of: val_accuracy, val_f1"),

@@ -324,7 +324,6 @@ SPACE_SCHEMA: dict[str, Check] = {
 SPACE_OPTIONAL = ("dropout", "batch_size")
 
 
-
 def search_space(preset: Any, spaces: Any) -> dict[str, Any]:
     """The space `tune.preset` names, as TuneParams fields. Every space is checked, not only the
     chosen one, so a typo in the other waits for nobody to switch to it."""
@@ -332,10 +331,11 @@ def search_space(preset: Any, spaces: Any) -> dict[str, Any]:
         raise ParamError(f"tune.spaces: must map each space's name to its axes, got {_describe(spaces)}")
     checked = {name: check_mapping(f"tune.spaces.{name}", axes, SPACE_SCHEMA, optional=SPACE_OPTIONAL)
                for name, axes in spaces.items()}
-    if preset not in checked:
+    if not isinstance(preset, str) or preset not in checked:
         close = difflib.get_close_matches(str(preset), [str(name) for name in checked], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ParamError(f"tune.preset: {preset!r} is not a space of tune.spaces{hint}; known: {', '.join(map(str, checked))}")
+        raise ParamError(f"tune.preset: {preset!r} is not a space of tune.spaces{hint}; "
+                         f"known: {', '.join(map(str, checked))}")
     space = dict(checked[preset])
     space["batch_sizes"] = space.pop("batch_size", ())
     return {"preset": preset, **space}
