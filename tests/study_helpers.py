@@ -31,7 +31,8 @@ def small_params(backend: str) -> dict:
     raw["seeds_together"] = backend == "jax"
     raw["variants"] = {name: raw["variants"][name] for name in VARIANTS}
     raw["tune"].update(max_epochs=2, factor=3, patience=1)
-    raw["tune"]["space"] = {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3], "learning_rate": [1.0e-2]}
+    raw["tune"].update(preset="small", spaces={
+        "small": {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3], "learning_rate": [1.0e-2]}})
     raw["final"].update(max_epochs=8, patience=2)
     raw["stats"]["questions"] = {
         "L1 + dropout": ["batch_mini", "rmsprop_l1_dropout"],

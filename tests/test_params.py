@@ -66,9 +66,16 @@ def test_base_change_reaches_variants_that_do_not_override_it():
     (lambda r: r["variants"].update({"final": {}}), r"the name 'final' is taken"),
     (lambda r: r["variants"].update({"a.b": {}}), r"name 'a.b' must use only letters, digits and _"),
     (lambda r: r.update(variants={}), r"variants: must be a mapping of variant names"),
-    (lambda r: r["tune"]["space"].update(units_1=[]), r"tune.space.units_1: must be a list of at least 1"),
-    (lambda r: r["tune"]["space"].update(learning_rate=[0.1, "fast"]),
-     r"tune.space.learning_rate\[1\]: must be a number, got str 'fast'"),
+    (lambda r: r["tune"]["spaces"]["wide"].update(units_1=[]), r"tune.spaces.wide.units_1: must be a list of at least 1"),
+    (lambda r: r["tune"]["spaces"]["wide"].update(learning_rate=[0.1, "fast"]),
+     r"tune.spaces.wide.learning_rate\[1\]: must be a number, got str 'fast'"),
+    # The space not chosen is checked too: a typo there fails now, not when someone switches to it.
+    (lambda r: r["tune"]["spaces"]["seeds"].update(l2=[-1.0]), r"tune.spaces.seeds.l2\[0\]: must be >= 0"),
+    (lambda r: r["tune"].update(preset="sedes"),
+     r"tune.preset: 'sedes' is not a space of tune.spaces \(did you mean 'seeds'\?\); known: seeds, wide"),
+    (lambda r: r["tune"].update(preset=["wide"]), r"tune.preset: \['wide'\] is not a space of tune.spaces"),
+    (lambda r: r["tune"].update(spaces={}), r"tune.spaces: must map each space's name to its axes, got"),
+    (lambda r: r["tune"].update(space=r["tune"].pop("spaces")), r"tune: unknown key 'space' \(did you mean 'spaces'\?\)"),
     (lambda r: r["tune"].update(objective="val_auc"), r"tune.objective: 'val_auc' is not one of: val_accuracy, val_f1"),
     (lambda r: r["tune"].update(factor=1), r"tune.factor: must be a whole number >= 2"),
     (lambda r: r["tune"].update(workers=0), r"tune.workers: must be a whole number >= 1, got 0"),
@@ -90,8 +97,9 @@ def test_base_change_reaches_variants_that_do_not_override_it():
     (lambda r: r["stats"]["questions"].update({"Depth": ["batch_mini", "deep"]}),
      r"stats.questions.Depth: 'deep' is not a variant"),
     (lambda r: r["stats"].update(confidence=1.5), r"stats.confidence: must be <= 1.0"),
-    (lambda r: r["tune"]["space"].update(dropout=[0.2, 1.2]), r"tune.space.dropout\[1\]: must be <= 0.99"),
-    (lambda r: r["tune"]["space"].update(batch_sizes=[64]), r"tune.space: unknown key 'batch_sizes' \(did you mean 'batch_size'\?\)"),
+    (lambda r: r["tune"]["spaces"]["wide"].update(dropout=[0.2, 1.2]), r"tune.spaces.wide.dropout\[1\]: must be <= 0.99"),
+    (lambda r: r["tune"]["spaces"]["wide"].update(batch_sizes=[64]),
+     r"tune.spaces.wide: unknown key 'batch_sizes' \(did you mean 'batch_size'\?\)"),
     (lambda r: r.update(targets="plus_minus_one"),
      r"^targets 'plus_minus_one' needs output_activation 'tanh' \(a softmax output cannot reach -1\)"),
     (lambda r: r["variants"]["batch_mini"].update(output_activation="tanh"),
@@ -140,10 +148,18 @@ def test_duplicate_key_is_an_error_naming_it(tmp_path):
         params.load(nested)
 
 
+def test_seeds_preset_is_the_seeds_exact_space():
+    seeds = parse_with(lambda raw: raw["tune"].update(preset="seeds")).tune
+    assert (seeds.units_1, seeds.units_2, seeds.l2, seeds.learning_rate) == (
+        (64, 128), (256, 512), (0.1, 1e-3, 1e-6), (0.1, 1e-2, 1e-3))
+    assert seeds.dropout == () and seeds.batch_sizes == () and seeds.preset == "seeds"
+    default = params.load(ROOT / "params.yaml").tune
+    assert default.preset == "wide" and 0.0 in default.dropout and len(default.dropout) > 1
+
+
 def test_optional_search_axes_and_settings_files():
-    study = parse_with(lambda raw: raw["tune"]["space"].update(dropout=[0.0, 0.2], batch_size=[64, 256]))
+    study = parse_with(lambda raw: raw["tune"]["spaces"]["wide"].update(dropout=[0.0, 0.2], batch_size=[64, 256]))
     assert study.tune.dropout == (0.0, 0.2) and study.tune.batch_sizes == (64, 256)
-    assert params.load(ROOT / "params.yaml").tune.dropout == ()  # the seeds' space by default
     assert params.load(ROOT / "params.yaml").tune.workers == 1
     assert parse_with(lambda raw: raw["tune"].pop("workers")).tune.workers == 1  # optional: one process
     settings = params.effective_settings(study, "rmsprop_rho0p01")

@@ -25,3 +25,10 @@ def test_a_clear_lead_is_distinguishable_and_a_lone_pick_says_so():
     assert "no noise figure" in pick_margin(table, {"trial_id": "3"}, None, SEARCHED)
     alone = trials(("3", 128, 0.001, 9, 0.95))
     assert "cannot tell" in pick_margin(alone, {"trial_id": "3"}, 0.004, SEARCHED)
+
+
+def test_the_fine_tuning_section_names_the_searched_space():
+    from nnstudy.report.markdown import space_name
+
+    assert space_name({"space": "seeds", "objective": "val_accuracy"}) == ", space `seeds`"
+    assert space_name({"objective": "val_accuracy"}) == ""  # a best.json from before the spaces had names

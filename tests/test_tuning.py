@@ -70,8 +70,8 @@ def tune_stage(folder: Path, workers: int, prepared: Path | None = None) -> tupl
     another folder's prepared data is given)."""
     raw = small_params("jax")
     raw["tune"].update(max_epochs=3, factor=3, workers=workers)
-    raw["tune"]["space"] = {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3, 1.0e-6],
-                            "learning_rate": [1.0e-1, 1.0e-2, 1.0e-3]}
+    raw["tune"]["spaces"]["small"] = {"units_1": [16], "units_2": [32, 64], "l2": [1.0e-3, 1.0e-6],
+                                      "learning_rate": [1.0e-1, 1.0e-2, 1.0e-3]}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     if prepared:
@@ -97,6 +97,7 @@ def test_hyperband_on_two_workers_runs_every_trial_once(tmp_path):
     assert set(ran) == {"worker0", "worker1"} and all(ran.values()), ran
     assert sorted(int(t) for t in ran["worker0"] + ran["worker1"]) == sorted(table["trial_id"].astype(int)), ran
     assert set(best) == set(alone_best) and best["value"] == table["objective"].max()
+    assert best["space"] == alone_best["space"] == "small"  # the preset searched (small_params' own space)
 
 
 def test_roles_come_from_keras_tuners_environment(monkeypatch):

@@ -115,6 +115,7 @@ class ProbingParams:
 
 @dataclass(frozen=True)
 class TuneParams:
+    preset: str        # the name of the searched space in `tune.spaces` (its values are the fields below)
     objective: str
     max_epochs: int
     factor: int
@@ -225,7 +226,8 @@ TUNE_SCHEMA: dict[str, Check] = {
     "batch_size": integer(1),
     "top_n": integer(1),
     "workers": integer(1),
-    "space": lambda key, value: value,  # checked below, as its own mapping
+    "preset": lambda key, value: value,  # checked below, against `spaces`
+    "spaces": lambda key, value: value,  # checked below, each its own mapping
 }
 
 SPACE_SCHEMA: dict[str, Check] = {
@@ -237,6 +239,24 @@ SPACE_SCHEMA: dict[str, Check] = {
     "batch_size": list_of(integer(1)),
 }
 SPACE_OPTIONAL = ("dropout", "batch_size")
+
+
+def search_space(preset: Any, spaces: Any) -> dict[str, Any]:
+    """The space `tune.preset` names, as TuneParams fields. Every space is checked, not only the
+    chosen one, so a typo in the other waits for nobody to switch to it."""
+    if not isinstance(spaces, dict) or not spaces:
+        raise ParamError(f"tune.spaces: must map each space's name to its axes, got {_describe(spaces)}")
+    checked = {name: check_mapping(f"tune.spaces.{name}", axes, SPACE_SCHEMA, optional=SPACE_OPTIONAL)
+               for name, axes in spaces.items()}
+    if not isinstance(preset, str) or preset not in checked:
+        close = difflib.get_close_matches(str(preset), [str(name) for name in checked], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ParamError(f"tune.preset: {preset!r} is not a space of tune.spaces{hint}; "
+                         f"known: {', '.join(map(str, checked))}")
+    space = dict(checked[preset])
+    space["batch_sizes"] = space.pop("batch_size", ())
+    return {"preset": preset, **space}
+
 
 FINAL_SCHEMA: dict[str, Check] = {
     "max_epochs": integer(1),
@@ -369,8 +389,7 @@ def parse(raw: Any) -> Params:
         check_formulation(f"variants.{name}", variants[name])
 
     tune_raw = check_mapping("tune", raw["tune"], TUNE_SCHEMA, optional=("workers",))
-    space = check_mapping("tune.space", tune_raw.pop("space"), SPACE_SCHEMA, optional=SPACE_OPTIONAL)
-    space["batch_sizes"] = space.pop("batch_size", ())
+    space = search_space(tune_raw.pop("preset"), tune_raw.pop("spaces"))
     tune = TuneParams(**tune_raw, **space)
 
     check_loop(top["backend"], top["loop"])

@@ -231,6 +231,11 @@ def pick_margin(trials: pd.DataFrame, best: dict, val_sd: float | None, searched
                            ", and another search (another machine, another split seed) may well pick the other."))
 
 
+def space_name(best: dict) -> str:
+    # best.json written before the spaces had names carries none.
+    return f", space `{best['space']}`" if best.get("space") else ""
+
+
 def tuning_markdown(trials: pd.DataFrame, best: dict, summary: dict, final_test: dict, comparisons: pd.DataFrame,
                     top_n: int, figures: dict[str, Path]) -> str:
     """The fine-tuning section: search, best configuration, and the tuned network over seeds."""
@@ -242,7 +247,8 @@ def tuning_markdown(trials: pd.DataFrame, best: dict, summary: dict, final_test:
     lines = [
         "## Fine-tuning (Hyperband)",
         "",
-        f"keras-tuner Hyperband ran {len(trials)} trials (one search, split seed), judged by `{best['objective']}`. "
+        f"keras-tuner Hyperband ran {len(trials)} trials (one search, split seed{space_name(best)}), "
+        f"judged by `{best['objective']}`. "
         f"Top {min(top_n, len(trials))} (all of them in `{paths.TUNE_TRIALS.as_posix()}`):",
         "",
         markdown_table(trials.head(top_n), ["trial_id", *searched, "bracket", "epoch_budget", "epochs_run",

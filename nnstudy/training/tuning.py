@@ -158,6 +158,7 @@ def best_summary(tuner: StudyHyperband, space: TuneParams) -> dict[str, Any]:
     return {
         "trial_id": best.trial_id,
         "objective": space.objective,
+        "space": space.preset,
         "value": best.score,
         "hyperparameters": {name: best.hyperparameters.values[name] for name in SEARCHED
                             if name in best.hyperparameters.values},
