@@ -22,7 +22,7 @@ import yaml
 
 from nnstudy.check import gate, parse_summary
 from nnstudy.core import paths
-from study_helpers import (BACKENDS, TIMED, VARIANTS, copy_project, restore, run, shared_study, small_params,
+from study_helpers import (TIMED, VARIANTS, copy_project, restore, run, shared_study, small_params,
                            strict_json, trained, without_timing)
 
 # The stages with TensorFlow code of their own that the forced re-run repeats on TensorFlow: training
@@ -32,9 +32,11 @@ from study_helpers import (BACKENDS, TIMED, VARIANTS, copy_project, restore, run
 TF_STAGES = ["train@rmsprop_l1_dropout", "tune", "final", "dreams", "transfer_train@partial-5"]
 
 
-@pytest.fixture(scope="module", params=list(BACKENDS))
-def repo(request, tmp_path_factory) -> Path:
-    return shared_study(request.param, tmp_path_factory)
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """The JAX study. test_pipeline_tensorflow.py runs the tests that take `repo` on the TensorFlow one: a
+    module of its own, so that the two studies are built side by side on two pytest-xdist workers."""
+    return shared_study("jax", tmp_path_factory)
 
 
 @pytest.fixture
