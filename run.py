@@ -29,7 +29,9 @@ STAMP_NAME = "requirements.sha256"  # in the venv: the requirements it was last 
 
 COMMANDS = {
     "study": ["dvc", "repro"],
-    "test": ["python", "-m", "pytest", "-q"],
+    # Two workers (pytest-xdist), each module's tests on one of them, the longest modules first
+    # (tests/conftest.py orders them).
+    "test": ["python", "-m", "pytest", "-q", "-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"],
     "check": ["python", "-m", "nnstudy.check"],
     "bench": ["python", "-m", "bench.study"],
     "worker": ["python", "-m", "nnstudy.share", "worker"],

@@ -5,6 +5,7 @@ variants and epochs, in a throwaway git repo driven by the real `dvc`.
 `copy_project` does the first half only (for tests that reproduce it their own way).
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -20,6 +21,13 @@ PROJECT_FILES = ["nnstudy", "stages", "plots", "dvc.yaml", "params.yaml", "run.p
                  "pyproject.toml", ".dvc/config", ".dvc/plots"]
 VARIANTS = ["batch_mini", "sgd_mean10", "rmsprop_l1_dropout"]
 BACKENDS = {"jax": "compiled", "tensorflow": "fit"}
+# What a re-run of the study may change: wall-clock times, and with them the report's fit-time columns
+# and bars, and their hashes in dvc.lock.
+TIMED = ("results/timing/", "report/report.md", "report/variants.csv", "report/figures/sweeps/", "dvc.lock",
+         "results/transfer/zoo.csv", "report/transfer.md", "report/figures/transfer/")
+# Saved models, weight archives and keras-tuner's trial folder carry the time they were written: the
+# same weights, another hash.
+STAMPED = ("results/timing/", "models/", "results/weights", "tuner")
 
 
 def small_params(backend: str) -> dict:
@@ -79,6 +87,16 @@ def trained(output: str) -> set[str]:
             if line.startswith("Running stage 'train@")}
 
 
+def without_timing(lock: dict) -> dict:
+    """dvc.lock less what carries a wall-clock time: every data and result hash a re-run must reproduce."""
+    for timed_stage in ("report", "transfer_zoo", "transfer_summarize"):  # their reports show wall times
+        lock["stages"].pop(timed_stage)
+    for stage in lock["stages"].values():
+        for kind in ("deps", "outs"):
+            stage[kind] = [entry for entry in stage.get(kind, []) if not entry["path"].startswith(STAMPED)]
+    return lock
+
+
 def restore(repo: Path) -> None:
     """Back to the committed study after an experiment: tracked files, then the untracked files an
     experiment left in output folders (e.g. results/train/<variant>/seed_4 after `-S seeds=[4,5,6]`,
@@ -106,7 +124,28 @@ def copy_project(folder: Path, raw_params: dict) -> Path:
 
 def make_repo(folder: Path, backend: str) -> Path:
     copy_project(folder, small_params(backend))
-    run(folder, "dvc", "repro")
+    run(folder, "dvc", "repro", timeout=1800)  # ~2-4 min on 2 quiet cores; far more on a loaded machine
     run(folder, "git", "add", "-A")
     run(folder, "git", "commit", "-qm", "results")
+    return folder
+
+
+def shared_study(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny study on `backend`, reproduced once per test session however many workers ask for it.
+
+    Under pytest-xdist each worker has its own temp folder; the studies live one level up, in the
+    session's, and a lock makes the second worker that wants one wait for the first to finish it
+    (the TensorFlow study's gate test compares it with the JAX one, built on the other worker).
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / f"study-{backend}", root / f"study-{backend}.done"
+    with (root / f"study-{backend}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a half-built one (its builder failed)
+            folder.mkdir()
+            make_repo(folder, backend)
+            done.touch()
     return folder

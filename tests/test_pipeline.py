@@ -16,11 +16,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 
 from nnstudy.check import gate, parse_summary
-from study_helpers import BACKENDS, VARIANTS, copy_project, make_repo, restore, run, small_params, strict_json, trained
+from nnstudy.core import paths
+from study_helpers import (TIMED, VARIANTS, copy_project, restore, run, shared_study, small_params,
+                           strict_json, trained, without_timing)
 
 # The stages with TensorFlow code of their own that the forced re-run repeats on TensorFlow: training
 # with dropout and L1, the tuner, early stopping, the dreams' gradient tape, and the transfer study's
@@ -29,9 +32,11 @@ from study_helpers import BACKENDS, VARIANTS, copy_project, make_repo, restore, 
 TF_STAGES = ["train@rmsprop_l1_dropout", "tune", "final", "dreams", "transfer_train@partial-5"]
 
 
-@pytest.fixture(scope="module", params=list(BACKENDS))
-def repo(request, tmp_path_factory) -> Path:
-    return make_repo(tmp_path_factory.mktemp(f"study-{request.param}"), request.param)
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """The JAX study. test_pipeline_tensorflow.py runs the tests that take `repo` on the TensorFlow one: a
+    module of its own, so that the two studies are built side by side on two pytest-xdist workers."""
+    return shared_study("jax", tmp_path_factory)
 
 
 @pytest.fixture
@@ -154,44 +159,35 @@ def test_second_repro_does_nothing(repo):
 
 
 def test_forced_rerun_gives_byte_identical_results(repo):
-    """Every metric, plot data and result file except wall-clock timings is the same to the byte."""
+    """Every metric, plot data and result file except wall-clock timings is the same to the byte.
+
+    On JAX, every stage of the study is trained again from scratch by tests/test_share.py (two workers,
+    other folders) and compared with this study there: a forced re-run here would repeat that.
+    """
+    if "study-jax" in repo.name:
+        pytest.skip("JAX: test_share.py's two workers re-run the whole study and compare it with this one")
     def snapshot():
         return {p.relative_to(repo): p.read_bytes() for folder in ("metrics", "plots", "results")
                 for p in (repo / folder).rglob("*")
                 if p.suffix in {".json", ".csv", ".tsv"} and "timing" not in p.parts and p.name != "zoo.csv"}
     before = snapshot()
-    if "study-tensorflow" in repo.name:
-        # TensorFlow pays 6-10 s of start-up per stage: force the stages in TF_STAGES only.
-        run(repo, "dvc", "repro", "--force", "--single-item", *TF_STAGES)
-    else:
-        run(repo, "dvc", "repro", "--force")
+    # TensorFlow pays 6-10 s of start-up per stage: force the stages in TF_STAGES only.
+    run(repo, "dvc", "repro", "--force", "--single-item", *TF_STAGES)
     after = snapshot()
     assert len(before) > 40 and before.keys() == after.keys()
     assert [str(p) for p in before if before[p] != after[p]] == []
-    # Wall-clock times change, and with them the report's fit-time columns and bars, and their hashes in dvc.lock.
-    timed = ("results/timing/", "report/report.md", "report/variants.csv", "report/figures/sweeps/", "dvc.lock",
-             "results/transfer/zoo.csv", "report/transfer.md", "report/figures/transfer/")
     changed = [line[3:] for line in run(repo, "git", "status", "--porcelain").stdout.splitlines()]
-    assert changed and all(path.startswith(timed) for path in changed), changed
-    # Every data and result hash in dvc.lock holds. (Saved models, weight archives and keras-tuner's
-    # trial folder carry the time they were written: the same weights, another hash.)
-    stamped = ("results/timing/", "models/", "results/weights", "tuner")
-    def without_timing(lock: dict) -> dict:
-        for timed_stage in ("report", "transfer_zoo", "transfer_summarize"):  # their reports show wall times
-            lock["stages"].pop(timed_stage)
-        for stage in lock["stages"].values():
-            for kind in ("deps", "outs"):
-                stage[kind] = [entry for entry in stage.get(kind, []) if not entry["path"].startswith(stamped)]
-        return lock
+    assert changed and all(path.startswith(TIMED) for path in changed), changed
+    # Every data and result hash in dvc.lock holds.
     committed = yaml.safe_load(run(repo, "git", "show", "HEAD:dvc.lock").stdout)
     assert without_timing(yaml.safe_load((repo / "dvc.lock").read_text())) == without_timing(committed)
 
 
-def test_other_backend_passes_the_gate(repo):
+def test_other_backend_passes_the_gate(repo, tmp_path_factory):
     """The same study on the other backend is noise, not a regression: the gate passes both ways."""
     if "study-tensorflow" not in repo.name:
         pytest.skip("compared once, from the TensorFlow repo, against the JAX one")
-    jax = next(repo.parent.glob("study-jax*"))
+    jax = shared_study("jax", tmp_path_factory)
     # Both studies as committed (the experiment tests may have left the JAX workspace elsewhere).
     ours, theirs = (parse_summary(json.loads(run(r, "git", "show", "HEAD:results/summary.json").stdout))
                     for r in (repo, jax))
@@ -256,28 +252,111 @@ def test_adding_a_transfer_sweep_value_trains_only_that_point(jax_repo):
     restore(repo)
 
 
-def test_queued_experiments_run_in_parallel(jax_repo):
+# A variant trained online (batch size 1, ~0.3 s an epoch on the digits): a seed long enough for a
+# kill to land inside it even on a loaded machine (at 6 epochs, a seed's 1.7 s came and went unseen).
+# Queued with `-S` (a new key: `+`): only its stage and what it needs run.
+ONLINE = ["-S", "+variants.batch_online.batch_size=1", "-S", "+variants.batch_online.epochs=12", "train@batch_online"]
+
+
+def wait_for_queue(repo: Path, names: list[str], seconds: int = 480) -> str:
+    """`dvc queue status` once every named experiment has left Queued/Running."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = run(repo, "dvc", "queue", "status").stdout
+        rows = [line.split() for line in status.splitlines()]
+        if all(not any(row[1:2] == [name] and row[-1] in {"Queued", "Running"} for row in rows) for name in names):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+
+
+def exp_file(repo: Path, name: str, path: str) -> str:
+    refs = run(repo, "git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
+    ref = next(r for r in refs if r.endswith(f"/{name}"))
+    return run(repo, "git", "show", f"{ref}:{path}").stdout
+
+
+def lock_hashes(lock: dict, stage: str) -> list[dict]:
+    """A stage's deps and outs in dvc.lock, less those that carry their write time (timings, saved models
+    and weight archives: their weights are compared instead)."""
+    stamped = ("results/timing/", "models/", "results/weights")
+    entry = lock["stages"][stage]
+    return [e for e in entry.get("deps", []) + entry.get("outs", []) if not e["path"].startswith(stamped)]
+
+
+def test_queued_experiments_run_in_parallel_and_a_killed_worker_resumes(jax_repo, tmp_path, monkeypatch):
+    """Two queued experiments run side by side; and a queue worker killed (kill -9, its whole process group)
+    while a queued experiment trains seed 2 loses nothing: queued again, the experiment keeps seed 1 and
+    resumes seed 2, and its results are an uninterrupted run's."""
     repo = jax_repo
+    # The worker's checkpoints where the test sees them (and nobody else's); compiled programs from the
+    # usual cache, which stays warm.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "jax").symlink_to(paths.cache_dir() / "jax", target_is_directory=True)
+    monkeypatch.setenv("NNSTUDY_CACHE", str(cache))
+
+    run(repo, "dvc", "exp", "run", "--queue", "-n", "online-killed", *ONLINE)
+    # Not waited for: on a loaded machine `dvc queue start` returned only after the worker had finished.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    starter = subprocess.Popen(["dvc", "queue", "start", "-j", "1"], cwd=repo, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume_dir = cache / "resume"
+    # `dvc queue start` daemonizes the worker into a process group of its own: the worker, the experiment's
+    # executor (`dvc exp exec-run`) and the stage's python are all in it.
+    group, deadline = None, time.monotonic() + 300
+    while group is None or not list(resume_dir.glob("*/seed_2/epoch_*")):
+        assert time.monotonic() < deadline, run(repo, "dvc", "queue", "logs", "online-killed", check=False).stdout
+        if group is None:
+            workers = [p for p in psutil.process_iter(["cmdline", "cwd"])
+                       if "queue-worker" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(repo)]
+            assert len(workers) <= 1, workers
+            group = os.getpgid(workers[0].pid) if workers else None
+        time.sleep(0.01)
+    os.killpg(group, signal.SIGKILL)
+    starter.wait(timeout=120)
+    checkpoint = max(resume_dir.glob("*/seed_2/epoch_*.ckpt"), key=lambda p: int(p.stem.split("_")[1]))
+    assert (checkpoint.parent.parent / "seed_1" / "record.json").exists()
+    assert not (checkpoint.parent / "record.json").exists(), "the kill came after seed 2 had finished"
+    # DVC still lists the dead worker's experiment as running (treeverse/dvc#8702) until `dvc queue kill`
+    # marks it failed; a new worker does not take it up again (its task was consumed), so it is queued again.
+    assert "Running" in run(repo, "dvc", "queue", "status").stdout
+    run(repo, "dvc", "queue", "kill", "online-killed")
+    run(repo, "dvc", "queue", "remove", "--failed")
+
     # `epochs` reaches the three variants only (the sweeps and the open set have their own epochs).
+    names = ["epochs-6", "epochs-8", "online-resumed"]
     for epochs in ("6", "8"):
         run(repo, "dvc", "exp", "run", "--queue", "-n", f"epochs-{epochs}", "-S", f"epochs={epochs}", "summarize")
+    run(repo, "dvc", "exp", "run", "--queue", "-n", "online-resumed", *ONLINE)
     run(repo, "dvc", "queue", "start", "-j", "2")
-    deadline = time.monotonic() + 480
-    while time.monotonic() < deadline:
-        status = run(repo, "dvc", "queue", "status").stdout
-        if "Running" not in status and "Queued" not in status:
-            break
-        time.sleep(5)
+    status = wait_for_queue(repo, names)
     assert "Failed" not in status, status
-    assert status.count("Success") == 2, status
+    assert status.count("Success") == 3, status
     losses = {}
     for name in ("epochs-6", "epochs-8"):
         # The test loss (a detail, not a headline metric): on 360 test images two settings can tie on accuracy.
-        refs = run(repo, "git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
-        ref = next(r for r in refs if r.endswith(f"/{name}"))
-        summary = run(repo, "git", "show", f"{ref}:results/summary.json").stdout
-        losses[name] = json.loads(summary)["batch_mini"]["loss"]["mean"]
+        losses[name] = json.loads(exp_file(repo, name, "results/summary.json"))["batch_mini"]["loss"]["mean"]
     assert losses["epochs-6"] != losses["epochs-8"]
+
+    said = run(repo, "dvc", "queue", "logs", "online-resumed").stdout
+    assert "train@batch_online: seed 1 kept from the interrupted run" in said, said
+    assert f"batch_online seed 2: resuming at epoch {int(checkpoint.stem.split('_')[1]) + 1} of 12" in said, said
+    assert not any(resume_dir.iterdir())  # the completed stage removed its checkpoints
+    resumed = yaml.safe_load(exp_file(repo, "online-resumed", "dvc.lock"))
+    # The uninterrupted run: the same experiment in the workspace, the training stage forced (the run-cache
+    # would otherwise restore the resumed run's outputs).
+    restore(repo)
+    run(repo, "dvc", "exp", "apply", "online-resumed")
+    resumed_weights = {seed: dict(np.load(repo / f"results/weights/batch_online/seed_{seed}.npz")) for seed in (1, 2, 3)}
+    done = run(repo, "dvc", "repro", "--force", "--single-item", "train@batch_online")
+    assert "resuming" not in done.stdout + done.stderr
+    uninterrupted = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert lock_hashes(uninterrupted, "train@batch_online") == lock_hashes(resumed, "train@batch_online")
+    for seed, before in resumed_weights.items():
+        after = np.load(repo / f"results/weights/batch_online/seed_{seed}.npz")
+        assert before.keys() == set(after.files) and all(np.array_equal(before[k], after[k]) for k in before)
+    restore(repo)
 
 
 # Seeds one by one (killed in seed 2: seed 1 is kept, seed 2 resumes) and together (one program: all resume).
