@@ -255,7 +255,13 @@ def test_adding_a_transfer_sweep_value_trains_only_that_point(jax_repo):
 # A variant trained online (batch size 1, ~0.3 s an epoch on the digits): a seed long enough for a
 # kill to land inside it even on a loaded machine (at 6 epochs, a seed's 1.7 s came and went unseen).
 # Queued with `-S` (a new key: `+`): only its stage and what it needs run.
-ONLINE = ["-S", "+variants.batch_online.batch_size=1", "-S", "+variants.batch_online.epochs=12", "train@batch_online"]
+# Long enough that seed 2 is still training when the test sees its first checkpoint, however fast
+# the machine: with 12 epochs a quiet, warm machine finished the whole experiment before the test
+# could kill it. A kill comes early in seed 2, so the epochs cost only the resumed and the
+# uninterrupted runs (~5 s a seed at ~130 ms an epoch).
+ONLINE_EPOCHS = 40
+ONLINE = ["-S", "+variants.batch_online.batch_size=1", "-S", f"+variants.batch_online.epochs={ONLINE_EPOCHS}",
+          "train@batch_online"]
 
 
 def wait_for_queue(repo: Path, names: list[str], seconds: int = 480) -> str:
@@ -341,7 +347,7 @@ def test_queued_experiments_run_in_parallel_and_a_killed_worker_resumes(jax_repo
 
     said = run(repo, "dvc", "queue", "logs", "online-resumed").stdout
     assert "train@batch_online: seed 1 kept from the interrupted run" in said, said
-    assert f"batch_online seed 2: resuming at epoch {int(checkpoint.stem.split('_')[1]) + 1} of 12" in said, said
+    assert f"batch_online seed 2: resuming at epoch {int(checkpoint.stem.split('_')[1]) + 1} of {ONLINE_EPOCHS}" in said, said
     assert not any(resume_dir.iterdir())  # the completed stage removed its checkpoints
     resumed = yaml.safe_load(exp_file(repo, "online-resumed", "dvc.lock"))
     # The uninterrupted run: the same experiment in the workspace, the training stage forced (the run-cache
