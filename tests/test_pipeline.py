@@ -257,7 +257,7 @@ def test_adding_a_transfer_sweep_value_trains_only_that_point(jax_repo):
 # seeds together, and then the checkpoint holds every seed at once), and a seed long enough for a
 # kill to land inside it: the kill comes early in seed 2, so the epochs cost only the resumed and
 # the uninterrupted runs.
-ONLINE_EPOCHS = 24
+ONLINE_EPOCHS = 12
 ONLINE = ["-S", "seeds_together=false", "-S", "+variants.batch_online.batch_size=1",
           "-S", f"+variants.batch_online.epochs={ONLINE_EPOCHS}",
           "train@batch_online"]
@@ -411,7 +411,7 @@ def test_a_killed_stage_resumes_with_the_same_results(tmp_path, monkeypatch, tog
     else:
         assert "seed 1 kept from the interrupted run" in said
         assert f"batch_online seed 2: resuming at epoch {resumes_at} of 6" in said
-    assert not key_folder.exists() or not any(key_folder.iterdir())  # the completed stage removed its checkpoints
+    assert not any(resume_dir.iterdir())  # the completed stage removed its checkpoints
 
     stamped = ("results/timing/", "models/", "results/weights")
     def hashes(lock: dict) -> dict:
