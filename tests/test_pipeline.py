@@ -309,8 +309,18 @@ def test_queued_experiments_run_in_parallel_and_a_killed_worker_resumes(jax_repo
     # `dvc queue start` daemonizes the worker into a process group of its own: the worker, the experiment's
     # executor (`dvc exp exec-run`) and the stage's python are all in it.
     group, deadline = None, time.monotonic() + 300
+    def ours(key_folder: Path) -> bool:
+        # The other tests' stages (the other xdist worker's) checkpoint in this cache too: the folder's
+        # about file names the stage and the workspace, here a temporary copy inside this repository.
+        try:
+            about = json.loads((key_folder / "about.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return about["stage"] == "train@batch_online" and Path(about["workspace"]).resolve().is_relative_to(repo.resolve())
+
     def seed_2_checkpoints() -> list[Path]:
-        return [p for p in resume_root.glob("*/seed_2/epoch_*.ckpt") if p.parent.parent not in before]
+        return [p for p in resume_root.glob("*/seed_2/epoch_*.ckpt")
+                if p.parent.parent not in before and ours(p.parent.parent)]
 
     while group is None or not seed_2_checkpoints():
         assert time.monotonic() < deadline, run(repo, "dvc", "queue", "logs", "online-killed", check=False).stdout

@@ -189,6 +189,8 @@ def test_a_changed_setting_does_not_resume(study, digits, tmp_path, monkeypatch,
     with pytest.raises(Killed):
         run(study, digits, tmp_path / "a", loop, None, killed.seed(SEED), live=DyingLive(tmp_path / "a", at=3))
     assert killed.seed(SEED).load().epoch == 2
+    about = json.loads((killed.folder / "about.json").read_text())  # who left the folder
+    assert about["stage"] == "train@x" and about["workspace"] == str(Path.cwd()) and about["pid"] == os.getpid()
     killed.complete()  # releases the lock, as the killed process's exit would...
     assert not killed.folder.exists()  # ...and, on completion, its checkpoints go
     killed = StageCheckpoints.open("train@x", {"learning_rate": 0.001}, [])

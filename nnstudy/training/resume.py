@@ -7,6 +7,7 @@ files), the study's code and the library versions. A changed setting is another 
 checkpoint is never resumed; and the key does not name the workspace, so a queued experiment (run
 in a temporary copy of the repository) finds the checkpoint its killed worker left.
 
+    resume/<key>/about.json               the stage and workspace that hold the folder
     resume/<key>/seed_<s>/epoch_<k>.ckpt  the running seed after k finished epochs (the last one only)
     resume/<key>/seed_<s>/record.json     a finished seed: what the stage needs of it, and
     resume/<key>/seed_<s>/files/...       the outputs it wrote, copied back on a rerun
@@ -46,6 +47,7 @@ import numpy as np
 from nnstudy.core import paths
 from nnstudy.core.files import copy_as_committed
 
+ABOUT = "about.json"
 FORMAT = 1  # bump when the checkpoint's layout changes: old checkpoints get another key
 STALE_DAYS = 30  # a checkpoint untouched this long is deleted by the next stage that opens one
 _PACKAGE = Path(__file__).resolve().parents[1]  # nnstudy/
@@ -421,6 +423,11 @@ class StageCheckpoints:
                 self.folder = None
             else:
                 self._lock = lock
+                # Who holds the folder: its stage and workspace (a queued experiment's is a temporary
+                # copy inside its repository), for a user (or a test) looking at the cache.
+                self.folder.mkdir(exist_ok=True)
+                _replace_atomically(self.folder / ABOUT, lambda target: target.write_text(
+                    json.dumps({"stage": stage, "workspace": str(Path.cwd()), "pid": os.getpid()})))
 
     @classmethod
     def open(cls, stage: str, settings: Any, inputs: Iterable[Path], root: Path | None = None) -> "StageCheckpoints":
