@@ -3,6 +3,12 @@ variants and epochs, in a throwaway git repo driven by the real `dvc`.
 
 `make_repo` copies the project into a folder, writes the tiny params and reproduces it;
 `copy_project` does the first half only (for tests that reproduce it their own way).
+
+The JAX study is trained once per session, by a team (`shared_team`): two workers in two clones of
+one bare git repository split its stages, push their outputs and run-cache to a DVC remote, and a
+third clone gathers and publishes it. The JAX study of tests/test_pipeline.py is then a fresh clone
+that pulls it (`shared_study("jax")`): one training of the study serves both modules, and the
+pipeline tests run on a study that was trained on two machines.
 """
 
 import fcntl
@@ -11,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +58,8 @@ def small_params(backend: str) -> dict:
     }
     # One value per sweep axis: every sweep stage runs; a test adds a value.
     raw["sweeps"].update(epochs=5, depth=[1], width=[16], activation=["tanh"], optimizer=["sgd"], learning_rate=[1.0e-2])
+    if backend != "jax":  # a sweep point is trained by train@'s code: one axis runs it on TensorFlow
+        raw["sweeps"].update(width=[], activation=[], optimizer=[], learning_rate=[])
     raw["probing"]["nondigit_samples"] = 50
     raw["probing"]["openset"]["epochs"] = 10
     raw["probing"]["dreams"].update(steps=20)
@@ -135,22 +144,89 @@ def make_repo(folder: Path, backend: str) -> Path:
     return folder
 
 
-def shared_study(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny study on `backend`, reproduced once per test session however many workers ask for it.
-
-    Under pytest-xdist each worker has its own temp folder; the studies live one level up, in the
-    session's, and a lock makes the second worker that wants one wait for the first to finish it
-    (the TensorFlow study's gate test compares it with the JAX one, built on the other worker).
-    """
+def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test session's temp folder: under pytest-xdist each worker has its own, one level below it."""
     root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    folder, done = root / f"study-{backend}", root / f"study-{backend}.done"
-    with (root / f"study-{backend}.lock").open("a") as lock:
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+def _once(root: Path, name: str, build) -> Path:
+    """`root/name`, built by `build(folder)` once per session however many workers ask for it: a lock
+    makes the second worker that wants it wait for the first to finish it."""
+    folder, done = root / name, root / f"{name}.done"
+    with (root / f"{name}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             shutil.rmtree(folder, ignore_errors=True)  # a half-built one (its builder failed)
             folder.mkdir()
-            make_repo(folder, backend)
+            build(folder)
             done.touch()
     return folder
+
+
+def clone(team: dict, name: str, branch: str | None = None) -> Path:
+    """A new clone of the team's git repository, in the team's folder."""
+    folder = Path(team["base"]) / name
+    run(Path(team["base"]), "git", "clone", "-q", str(team["origin"]), str(folder))
+    if branch:
+        run(folder, "git", "checkout", "-q", branch)
+    return folder
+
+
+def _make_team(base: Path) -> None:
+    remote = base / "remote"
+    remote.mkdir()
+    author = copy_project(base / "author", small_params("jax"))
+    run(author, "dvc", "remote", "add", "-d", "shared", str(remote))
+    run(author, "git", "commit", "-qam", "a shared DVC remote")
+    origin = base / "origin.git"
+    run(base, "git", "clone", "-q", "--bare", str(author), str(origin))
+    team = {"base": str(base), "origin": str(origin), "remote": str(remote), "workers": []}
+
+    # Two workers, one after the other (2 cores): each runs its share, then pushes outputs and run-cache.
+    for index in range(2):
+        worker = clone(team, f"worker{index}")
+        started = time.perf_counter()
+        done = run(worker, "python", "-m", "nnstudy.share", "worker", "--workers", "2", "--index", str(index),
+                   timeout=1200)
+        team["workers"].append({"repo": str(worker), "output": done.stdout + done.stderr,
+                                "seconds": time.perf_counter() - started})
+
+    # A third clone gathers the whole study and publishes it: git for the code and dvc.lock, the remote for the rest.
+    gatherer = clone(team, "gatherer")
+    started = time.perf_counter()
+    team["gather"] = run(gatherer, "dvc", "repro", "--pull").stdout
+    team["gather_seconds"] = time.perf_counter() - started
+    team["gatherer"] = str(gatherer)
+    run(gatherer, "git", "add", "-A")
+    run(gatherer, "git", "commit", "-qm", "the study, gathered")
+    run(gatherer, "python", "-m", "nnstudy.share", "publish")  # `dvc push --run-cache`, and what it leaves out
+    run(gatherer, "git", "push", "-q", "origin", "HEAD")
+    (base / "team.json").write_text(json.dumps(team))
+
+
+def shared_team(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The JAX study trained by two workers and gathered by a third clone, once per session: a dict of
+    its folders (base, origin, remote, gatherer), each worker's repo, output and seconds, and the
+    gather's output and seconds."""
+    base = _once(_session_root(tmp_path_factory), "team", _make_team)
+    team = json.loads((base / "team.json").read_text())
+    for key in ("base", "origin", "remote", "gatherer"):
+        team[key] = Path(team[key])
+    for worker in team["workers"]:
+        worker["repo"] = Path(worker["repo"])
+    return team
+
+
+def shared_study(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny study on `backend`, in a folder of its own, made once per test session however many
+    workers ask for it: on JAX a fresh clone of the team's study that pulls it, on TensorFlow
+    reproduced (the TensorFlow study's gate test compares the two, made on two workers)."""
+    if backend != "jax":
+        return _once(_session_root(tmp_path_factory), f"study-{backend}", lambda folder: make_repo(folder, backend))
+    team = shared_team(tmp_path_factory)
+
+    def pull(folder: Path) -> None:
+        run(folder.parent, "git", "clone", "-q", str(team["origin"]), str(folder))
+        run(folder, "dvc", "pull", "-q")
+    return _once(_session_root(tmp_path_factory), "study-jax", pull)

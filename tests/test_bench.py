@@ -28,7 +28,7 @@ def tiny_params(tmp_path_factory) -> Path:
     # One variant, the base network: the benchmark's machinery, not the study, is under test here.
     raw["variants"] = {name: raw["variants"][name] for name in BENCH_VARIANTS}
     raw["stats"]["questions"] = {"The tuned network vs the base network": ["batch_mini", "final"]}
-    raw["sweeps"]["epochs"] = 2
+    raw["sweeps"].update(epochs=2, width=[], activation=[], optimizer=[], learning_rate=[])  # one sweep point
     raw["final"].update(max_epochs=4)
     raw["probing"]["openset"]["epochs"] = 4
     path = tmp_path_factory.mktemp("bench") / "tiny.yaml"

@@ -1,8 +1,9 @@
 """Sharing and scaling out on DVC's own machinery: a remote (a local path and a real sshd on
 localhost), the run-cache, experiments pushed and pulled, and one study split over two workers.
 
-One tiny study (tests/study_helpers.py) is produced once, by two workers in two clones of one bare
-git repository; a third clone gathers it and publishes it. Every other test starts from there.
+One tiny study (tests/study_helpers.py: shared_team) is produced once per session, by two workers in
+two clones of one bare git repository; a third clone gathers it and publishes it. Every other test
+starts from there, and so does tests/test_pipeline.py's JAX study (a clone that pulls it).
 """
 
 import getpass
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from nnstudy import share
-from study_helpers import ROOT, TIMED, copy_project, run, shared_study, small_params, trained, without_timing
+from study_helpers import ROOT, clone, copy_project, run, shared_team, small_params
 
 TRAINING = ("train@", "sweep_", "tune", "final", "openset", "transfer_pretrain", "transfer_train@", "transfer_sweep_")
 
@@ -136,49 +137,11 @@ Subsystem sftp internal-sftp
     server.wait(timeout=10)
 
 
-def clone(team: dict, name: str, branch: str | None = None) -> Path:
-    folder = team["base"] / name
-    run(team["base"], "git", "clone", "-q", str(team["origin"]), str(folder))
-    if branch:
-        run(folder, "git", "checkout", "-q", branch)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def team(tmp_path_factory):
-    base = tmp_path_factory.mktemp("team")
-    remote = base / "remote"
-    remote.mkdir()
-    # test_pipeline.py's JAX study itself, so that the two can be compared byte for byte.
-    author = copy_project(base / "author", small_params("jax"))
-    run(author, "dvc", "remote", "add", "-d", "shared", str(remote))
-    run(author, "git", "commit", "-qam", "a shared DVC remote")
-    origin = base / "origin.git"
-    run(base, "git", "clone", "-q", "--bare", str(author), str(origin))
-    team = {"base": base, "origin": origin, "remote": remote, "workers": []}
-
-    # Two workers, one after the other (2 cores): each runs its share, then pushes outputs and run-cache.
-    for index in range(2):
-        worker = clone(team, f"worker{index}")
-        started = time.perf_counter()
-        done = run(worker, "python", "-m", "nnstudy.share", "worker", "--workers", "2", "--index", str(index),
-                   timeout=1200)
-        team["workers"].append({"repo": worker, "output": done.stdout + done.stderr,
-                                "seconds": time.perf_counter() - started})
-        (base / f"worker{index}.log").write_text(done.stdout + done.stderr)
-
-    # A third clone gathers the whole study and publishes it: git for the code and dvc.lock, the remote for the rest.
-    gatherer = clone(team, "gatherer")
-    started = time.perf_counter()
-    team["gather"] = run(gatherer, "dvc", "repro", "--pull").stdout
-    (base / "gather.log").write_text(team["gather"])
-    team["gather_seconds"] = time.perf_counter() - started
-    team["gatherer"] = gatherer
-    run(gatherer, "git", "add", "-A")
-    run(gatherer, "git", "commit", "-qm", "the study, gathered")
-    run(gatherer, "python", "-m", "nnstudy.share", "publish")  # `dvc push --run-cache`, and what it leaves out
-    run(gatherer, "git", "push", "-q", "origin", "HEAD")
-    return team
+    """The JAX study, trained by two workers and gathered by a third clone (tests/study_helpers.py), once
+    per session: tests/test_pipeline.py's JAX study is a clone of it."""
+    return shared_team(tmp_path_factory)
 
 
 def lock(repo: Path) -> dict:
@@ -205,30 +168,9 @@ def test_two_workers_train_every_stage_once_and_a_clone_gathers_without_training
     assert "up to date" in run(team["gatherer"], "dvc", "status").stdout
 
 
-def committed_tree(repo: Path) -> dict[str, str]:
-    """Every file git holds at HEAD: its path and blob hash."""
-    rows = run(repo, "git", "ls-tree", "-r", "HEAD").stdout.splitlines()
-    return {row.split("\t", 1)[1]: row.split()[2] for row in rows}
-
-
-def test_two_workers_give_the_study_trained_in_one_go_byte_for_byte(team, tmp_path_factory):
-    """The study the two workers trained and a clone gathered is, but for wall-clock times, the one a single
-    `dvc repro` trained in another folder (test_pipeline.py's JAX study, the same params.yaml): every stage run
-    again from scratch, in other processes and folders, reproduces every byte. (This is the JAX study's re-run
-    check; its TensorFlow twin forces a re-run in test_pipeline.py.)"""
-    whole = shared_study("jax", tmp_path_factory)
-    ours, theirs = committed_tree(team["gatherer"]), committed_tree(whole)
-    differ = sorted(path for path in ours.keys() | theirs.keys() if ours.get(path) != theirs.get(path))
-    # .dvc/config: the team's remote.
-    assert all(path.startswith(TIMED) or path == ".dvc/config" for path in differ), differ
-    same = [path for path in ours if path.startswith(("metrics/", "plots/", "results/")) and path not in differ]
-    assert len(same) > 40, same
-    # Every data and result hash in dvc.lock (the DVC-cached outputs: data, predictions, ...) holds.
-    locks = [yaml.safe_load(run(repo, "git", "show", "HEAD:dvc.lock").stdout) for repo in (team["gatherer"], whole)]
-    assert without_timing(locks[0]) == without_timing(locks[1])
-
-
-@pytest.mark.parametrize("remote", ["local", "ssh"])
+# From the local remote: tests/test_pipeline.py's JAX study is such a clone (`dvc pull`, then its
+# test_second_repro_does_nothing); here, from a real SSH server.
+@pytest.mark.parametrize("remote", ["ssh"])
 def test_fresh_clone_pulls_a_complete_study(team, remote, request):
     repo = clone(team, f"fresh-{remote}")
     if remote == "ssh":
