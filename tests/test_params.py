@@ -196,3 +196,13 @@ def test_sweep_points_change_one_axis_of_the_base_network():
     unchanged = points["sweep_activation_tanh"].model
     assert unchanged.hidden_units == study.base.hidden_units and unchanged.activation == "tanh"
     assert params.variant(study, "sweep_width_16").hidden_units == (16, 16)
+
+
+def test_an_empty_sweep_axis_is_not_swept_but_one_point_is_needed():
+    raw = copy.deepcopy(RAW)
+    raw["sweeps"].update(width=[], activation=[], optimizer=[], learning_rate=[])
+    assert {p.axis for p in params.parse(raw).sweep_points.values()} == {"depth"}
+    raw["sweeps"]["depth"] = []
+    with pytest.raises(ParamError, match=r"^sweeps: every axis \(depth, width, activation, optimizer, "
+                                         r"learning_rate\) is empty; list at least one value"):
+        params.parse(raw)

@@ -315,13 +315,14 @@ def _learning_rates(key: str, value: Any) -> dict[str, float]:
 
 SWEEPS_SCHEMA: dict[str, Check] = {
     "epochs": integer(1),
-    "depth": list_of(integer(1)),
+    # An axis may be empty (it is then not swept); sweep_points wants one point in all.
+    "depth": list_of(integer(1), min_len=0),
     "depth_width": integer(1),
-    "width": list_of(integer(1)),
-    "activation": list_of(choice(ACTIVATIONS)),
-    "optimizer": list_of(choice(OPTIMIZERS)),
+    "width": list_of(integer(1), min_len=0),
+    "activation": list_of(choice(ACTIVATIONS), min_len=0),
+    "optimizer": list_of(choice(OPTIMIZERS), min_len=0),
     "optimizer_learning_rates": _learning_rates,
-    "learning_rate": list_of(number(0.0, low_open=True)),
+    "learning_rate": list_of(number(0.0, low_open=True), min_len=0),
 }
 
 
@@ -343,6 +344,9 @@ def sweep_points(base: ModelParams, sweeps: dict[str, Any]) -> dict[str, SweepPo
             if name in points:
                 raise ParamError(f"sweeps.{axis}: {value!r} is listed twice")
             points[name] = SweepPoint(axis, value, replace(base, **changes[axis](value)))
+    if not points:
+        raise ParamError(f"sweeps: every axis ({', '.join(SWEEP_AXES)}) is empty; list at least one value "
+                         "(evaluate_sweeps reads the sweep points)")
     return points
 
 
