@@ -213,7 +213,11 @@ def test_other_backend_passes_the_gate(repo, tmp_path_factory):
         assert not [row for row in rows if row.failed], rows
 
 
-def test_exp_run_retrains_only_the_variants_a_base_key_reaches(jax_repo):
+def test_exp_run_retrains_only_the_variants_a_base_key_reaches_and_the_gate_fails_it(jax_repo):
+    """`dvc exp run -S optimizer=sgd`: only what the key reaches runs again; DVC's own views show the change;
+    and the gate fails it, a real regression (plain SGD at Adam's learning rate, 10 epochs: the base network
+    is undertrained). That noise passes is shown by test_other_backend_passes_the_gate: other numbers,
+    same study."""
     repo = jax_repo
     restore(repo)
     done = run(repo, "dvc", "exp", "run", "-n", "what-if-sgd", "-S", "optimizer=sgd", "summarize")
@@ -224,7 +228,7 @@ def test_exp_run_retrains_only_the_variants_a_base_key_reaches(jax_repo):
     # The headline leads: the retrained variant's accuracy, and nothing timed.
     assert "batch_mini.acc" in diff["metrics/study.json"], diff
     change = diff["metrics/study.json"]["batch_mini.acc"]
-    assert change["new"] != change["old"]
+    assert change["new"] < change["old"] - 0.1, change
     assert not any("seconds" in key for changes in diff.values() for key in changes), diff
     params_diff = json.loads(run(repo, "dvc", "params", "diff", "--json").stdout)
     assert params_diff["params.yaml"]["optimizer"] == {"old": "adam", "new": "sgd"}
@@ -232,38 +236,26 @@ def test_exp_run_retrains_only_the_variants_a_base_key_reaches(jax_repo):
     run(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_out")
     page = (repo / "plots_out" / "index.html").read_text()
     assert "batch_mini" in page and "confusion" in page
-    restore(repo)
 
-
-def test_gate_fails_a_real_regression(jax_repo):
-    """(That noise passes is shown by test_other_backend_passes_the_gate: other numbers, same study.)"""
-    repo = jax_repo
-    restore(repo)
-    run(repo, "dvc", "exp", "run", "-S", "+variants.batch_mini.epochs=1", "summarize")
     regression = run(repo, "python", "-m", "nnstudy.check", check=False)
     assert regression.returncode == 1, regression.stdout + regression.stderr
     assert "check: FAIL" in regression.stdout and "batch_mini" in regression.stdout.splitlines()[-1]
     restore(repo)
 
 
-def test_adding_a_sweep_value_trains_only_that_value(jax_repo):
+def test_adding_a_sweep_value_trains_only_that_point(jax_repo):
+    """One value more on an MLP sweep axis and on a transfer sweep axis (one experiment): the new points
+    train, nothing else does."""
     repo = jax_repo
     restore(repo)
-    done = run(repo, "dvc", "exp", "run", "-S", "sweeps.depth=[1,3]", "evaluate_sweeps")
-    ran = [line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage 'sweep_")]
-    assert ran == ["sweep_depth@depth-3"], done.stdout
+    done = run(repo, "dvc", "exp", "run", "-S", "sweeps.depth=[1,3]", "-S", "transfer.sweeps.dropout=[0.5]",
+               "evaluate_sweeps", "transfer_summarize")
+    ran = [line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage '")]
+    training = [stage for stage in ran if stage.startswith(("train@", "sweep_", "tune", "final", "openset"))
+                or (stage.startswith("transfer_") and stage not in ("transfer_settings", "transfer_summarize"))]
+    assert sorted(training) == ["sweep_depth@depth-3", "transfer_sweep_dropout@dropout-0.5"], done.stdout
     sweeps = strict_json(repo / "results" / "sweeps.json")
     assert set(sweeps["depth"]) == {"1", "3"} and sweeps["depth"]["3"]["parameters"] > sweeps["depth"]["1"]["parameters"]
-    restore(repo)
-
-
-def test_adding_a_transfer_sweep_value_trains_only_that_point(jax_repo):
-    repo = jax_repo
-    restore(repo)
-    done = run(repo, "dvc", "exp", "run", "-S", "transfer.sweeps.dropout=[0.5]", "transfer_summarize")
-    ran = [line.split("'")[1] for line in done.stdout.splitlines()
-           if line.startswith("Running stage 'transfer_") and "summarize" not in line and "settings" not in line]
-    assert ran == ["transfer_sweep_dropout@dropout-0.5"], done.stdout
     runs = strict_json(repo / "results" / "transfer" / "summary.json")["runs"]
     assert runs["transfer_sweep_dropout_0.5"]["recipe"]["dropout"] == 0.5
     restore(repo)

@@ -205,22 +205,24 @@ def test_changed_variant_retrains_only_it_and_pulls_the_rest(team):
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["variants"]["sgd_mean10"]["epochs"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    done = run(repo, "dvc", "repro", "--pull")
+    # Up to the summary (the report, drawn again on each side, adds nothing to what is pulled or trained).
+    done = run(repo, "dvc", "repro", "--pull", "summarize")
     assert training(ran(done.stdout)) == ["train@sgd_mean10"], done.stdout
     assert (repo / "models/variants/batch_mini/seed_1.keras").exists()
     # A variant changed back restores from the run-cache, training nothing.
     run(repo, "git", "checkout", "params.yaml")
-    again = run(repo, "dvc", "repro", "--pull")
+    again = run(repo, "dvc", "repro", "--pull", "summarize")
     assert training(ran(again.stdout)) == [], again.stdout
     assert "Stage 'train@sgd_mean10' is cached - skipping run" in again.stdout
 
 
 def test_experiment_pushed_from_one_clone_is_pulled_in_another(team):
     alice, bob = clone(team, "alice"), clone(team, "bob")
-    run(alice, "dvc", "pull")
     # One variant's own key: it and what reads it run again, nothing else (a base key such as
-    # `optimizer` reaches the sweeps and the open set too: test_pipeline.py covers that).
-    done = run(alice, "dvc", "exp", "run", "-n", "alice-rmsprop", "-S", "variants.rmsprop_l1_dropout.rho=0.5")
+    # `optimizer` reaches the sweeps and the open set too: test_pipeline.py covers that). `--pull` fetches
+    # what the run reads and does not change.
+    done = run(alice, "dvc", "exp", "run", "--pull", "-n", "alice-rmsprop", "-S", "variants.rmsprop_l1_dropout.rho=0.5",
+               "summarize")
     assert [s for s in ran(done.stdout) if s.startswith(TRAINING)] == ["train@rmsprop_l1_dropout"], done.stdout
     run(alice, "dvc", "exp", "push", "origin", "alice-rmsprop")
 
@@ -230,7 +232,7 @@ def test_experiment_pushed_from_one_clone_is_pulled_in_another(team):
              for exp in group.get("revs", [])]
     assert "alice-rmsprop" in names, shown
     run(bob, "dvc", "exp", "apply", "alice-rmsprop")
-    applied = run(bob, "dvc", "repro", "--pull")
+    applied = run(bob, "dvc", "repro", "--pull", "summarize")
     assert ran(applied.stdout) == [], applied.stdout  # pulled, not retrained
     model = "models/variants/rmsprop_l1_dropout/seed_1.keras"
     assert (bob / model).read_bytes() == (alice / model).read_bytes()
