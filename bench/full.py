@@ -10,6 +10,7 @@ summary's test gives for the pair. Target on 2 cores: <= 20 min.
 
     python3 run.py bench --full                    # the MLP study (bench/full.json)
     python3 run.py bench --full --with-transfer    # then the transfer study, zoo and report on top
+    python3 run.py bench --full --transfer-only    # the transfer study alone, merged into bench/full.json
     python3 run.py bench --full --params tiny.yaml --out /tmp/full.json   # a smoke run
 
 `--params FILE` is a YAML mapping whose top-level keys replace params.yaml's, after the full-size
@@ -129,8 +130,34 @@ def full_study(env: dict[str, str], overrides: dict, with_transfer: bool) -> dic
     return results
 
 
-def main(env: dict[str, str], overrides: dict, with_transfer: bool, out: Path | None) -> None:
+def transfer_alone(env: dict[str, str], overrides: dict) -> dict:
+    """The transfer study at full size alone, from clean (its data and the MLP study's fetch and prepare
+    included; not the report, which needs the MLP study): what it adds to the MLP study's figures."""
+    with tempfile.TemporaryDirectory(prefix="nnstudy-bench-full-") as folder:
+        repo, commit = fresh_clone(folder)
+        merge_params(repo, FULL_SIZE)
+        replace_params(repo, overrides)
+        dataset = check_params(repo / "params.yaml")
+        total, stages, _ = timed(["dvc", "repro", "--no-run-cache", "transfer_summarize"], repo, env)
+    return {
+        "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+        "command": "python3 run.py bench --full --transfer-only", "dataset": dataset,
+        "params_overrides": overrides or None,
+        "seconds": round(total, 1), "parts_seconds": by_part(stages), "stages_seconds": stages,
+    }
+
+
+def main(env: dict[str, str], overrides: dict, with_transfer: bool, out: Path | None,
+         transfer_only: bool = False) -> None:
     out = out or RESULTS
+    if transfer_only:
+        # Merged into the MLP study's results (kept as measured) under transfer_adds.
+        results = json.loads(out.read_text()) if out.exists() else {}
+        results["transfer_adds"] = transfer_alone(env, overrides)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results["transfer_adds"]["parts_seconds"], indent=2))
+        print(f"bench: wrote {out} (transfer_adds: {results['transfer_adds']['seconds']} s)")
+        return
     results = full_study(env, overrides, with_transfer)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({key: results[key] for key in ("total_seconds", "meets_target", "parts_seconds", "tuned_vs_base")},

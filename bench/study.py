@@ -165,13 +165,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mode.add_argument("--full", action="store_true", help="the MLP study at full size from clean (bench/full.json)")
     parser.add_argument("--with-transfer", action="store_true",
                         help="with --full: then the transfer study, zoo and report, timed on their own")
+    parser.add_argument("--transfer-only", action="store_true",
+                        help="with --full: only the transfer study, merged into bench/full.json as transfer_adds")
     parser.add_argument("--no-peer", action="store_true", help="with --peer: the variants only, not the peer")
     parser.add_argument("--params", type=Path, metavar="FILE",
                         help="with --peer or --full: a YAML mapping whose top-level keys replace params.yaml's (a smoke run)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="with --peer or --full: write here instead")
     args = parser.parse_args(argv)
-    if args.with_transfer and not args.full:
-        parser.error("--with-transfer goes with --full")
+    if (args.with_transfer or args.transfer_only) and not args.full:
+        parser.error(f"--{'with-transfer' if args.with_transfer else 'transfer-only'} goes with --full")
+    if args.with_transfer and args.transfer_only:
+        parser.error("--with-transfer and --transfer-only: choose one")
     if args.no_peer and not args.peer:
         parser.error("--no-peer goes with --peer")
     if (args.params or args.out) and not (args.peer or args.full):
@@ -199,7 +203,7 @@ def main() -> None:
     if args.full:
         from bench import full
 
-        full.main(env, overrides, args.with_transfer, args.out)
+        full.main(env, overrides, args.with_transfer, args.out, transfer_only=args.transfer_only)
         return
     if args.peer:
         # Merged into the committed results (the rest stays as measured) unless --out says otherwise.

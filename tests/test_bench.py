@@ -82,6 +82,10 @@ def test_peer_benchmark_times_each_variant_stage_and_dvc(tiny_params, tmp_path):
 def test_bench_refuses_bad_flags_and_params_files(tmp_path):
     done = bench("--peer", "--with-transfer")
     assert done.returncode == 2 and "--with-transfer goes with --full" in done.stderr
+    done = bench("--transfer-only")
+    assert done.returncode == 2 and "--transfer-only goes with --full" in done.stderr
+    done = bench("--full", "--with-transfer", "--transfer-only")
+    assert done.returncode == 2 and "choose one" in done.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
     done = bench("--full", "--params", str(bad))
