@@ -103,12 +103,17 @@ def check_params(path: Path) -> str:
     return study.data.dataset
 
 
+def full_size_clone(folder: str, overrides: dict) -> tuple[Path, str, str]:
+    """A fresh clone of HEAD in `folder` with the full-size params and `overrides`, checked: (repo, commit, dataset)."""
+    repo, commit = fresh_clone(folder)
+    merge_params(repo, FULL_SIZE)
+    replace_params(repo, overrides)
+    return repo, commit, check_params(repo / "params.yaml")
+
+
 def full_study(env: dict[str, str], overrides: dict, with_transfer: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="nnstudy-bench-full-") as folder:
-        repo, commit = fresh_clone(folder)
-        merge_params(repo, FULL_SIZE)
-        replace_params(repo, overrides)
-        dataset = check_params(repo / "params.yaml")
+        repo, commit, dataset = full_size_clone(folder, overrides)
         total, stages, _ = timed(["dvc", "repro", "--no-run-cache", *MLP_TARGETS], repo, env)
         results = {
             "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
@@ -134,10 +139,7 @@ def transfer_alone(env: dict[str, str], overrides: dict) -> dict:
     """The transfer study at full size alone, from clean (its data and the MLP study's fetch and prepare
     included; not the report, which needs the MLP study): what it adds to the MLP study's figures."""
     with tempfile.TemporaryDirectory(prefix="nnstudy-bench-full-") as folder:
-        repo, commit = fresh_clone(folder)
-        merge_params(repo, FULL_SIZE)
-        replace_params(repo, overrides)
-        dataset = check_params(repo / "params.yaml")
+        repo, commit, dataset = full_size_clone(folder, overrides)
         total, stages, _ = timed(["dvc", "repro", "--no-run-cache", "transfer_summarize"], repo, env)
     return {
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
