@@ -65,6 +65,39 @@ def all_or_nothing() -> Iterator[None]:
         _pending = None
 
 
+@contextmanager
+def handed_over() -> Iterator[dict[Path, Path]]:
+    """all_or_nothing() for a helper process of a stage: the block's finished temporary files are
+    handed over (target -> temporary, in the dict yielded, once the block ends) instead of renamed.
+    The stage's process adopt()s them, so they are replaced together with its own outputs, or
+    dropped with them. A failed block removes them, as all_or_nothing() does."""
+    global _pending
+    if _pending is not None:
+        raise RuntimeError("handed_over() is for a helper process, not inside all_or_nothing()")
+    _pending, handed = {}, {}
+    try:
+        yield handed
+        handed.update(_pending)
+        _pending.clear()
+    finally:
+        for temporary in _pending.values():
+            _discard(temporary)
+        _pending = None
+
+
+def adopt(handed: dict[Path, Path]) -> None:
+    """Take a helper process's finished files (handed_over()) as if this process had written them."""
+    for path, temporary in handed.items():
+        path = Path(path)
+        if _pending is None:
+            os.replace(temporary, path)
+            continue
+        earlier = _pending.pop(path, None)
+        if earlier is not None:
+            _discard(earlier)
+        _pending[path] = Path(temporary)
+
+
 def copy_as_committed(source: Path, target: Path) -> None:
     """Copy a file or folder as it will be once this stage's held-back renames are done: pending
     temporary files in place of their targets, left-over temporaries skipped. (A resume checkpoint

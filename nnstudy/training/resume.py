@@ -437,6 +437,14 @@ class StageCheckpoints:
         prune(root)
         return cls(stage, stage_key(stage, settings, inputs), root)
 
+    @classmethod
+    def held_by_the_stage(cls, stage: str, folder: str | None) -> "StageCheckpoints":
+        """The stage's checkpoints, in a helper process that trains some of its seeds: the stage's
+        process holds the folder (and its lock); each helper writes only its own seeds' folders."""
+        checkpoints = cls(stage, None)
+        checkpoints.folder = None if folder is None else Path(folder)
+        return checkpoints
+
     @property
     def active(self) -> bool:
         return self.folder is not None
