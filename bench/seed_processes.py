@@ -88,7 +88,9 @@ def stage_times(repeats: int) -> dict:
     seconds: dict[str, list[float]] = {setting: [] for setting in settings}
     with tempfile.TemporaryDirectory(prefix="nnstudy-bench-") as folder:
         repo, commit = fresh_clone(folder)
-        env = dict(os.environ, DVC_NO_ANALYTICS="1", NNSTUDY_RESUME="0")
+        # dvc from this interpreter's environment (run.py's .venv), as the stages' python.
+        env = dict(os.environ, DVC_NO_ANALYTICS="1", NNSTUDY_RESUME="0",
+                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         subprocess.run(["dvc", "repro", "settings", "prepare"], cwd=repo, env=env, check=True, capture_output=True)
         for repeat in range(repeats):
             for setting in (settings if repeat % 2 == 0 else settings[::-1]):
@@ -129,6 +131,7 @@ def main() -> None:
         for batch_size in args.batch_sizes:
             row = measure(dataset, batch_size, args.epochs, args.processes)
             result["results"][f"{dataset}/batch_{batch_size}"] = row
+            args.output.write_text(json.dumps(result, indent=2) + "\n")  # a later failure keeps what was measured
             print(f"{dataset} batch {batch_size}: alone {row['alone_epoch_seconds']:.3f} s/epoch "
                   f"({row['alone_us_per_update']} us/update); side by side: " + ", ".join(
                       f"{n}: {row[f'{n}_side_by_side']['epoch_seconds']:.3f} s (gain {row[f'{n}_side_by_side']['gain']})"

@@ -92,7 +92,8 @@ def main() -> None:
         else:
             pending.append(seed)
 
-    processes = seed_processes(resolve_batch_size(model.batch_size, len(data.train.x)), len(pending))
+    processes = seed_processes(resolve_batch_size(model.batch_size, len(data.train.x)), len(pending),
+                               examples=len(data.train.x) * model.epochs)
     if settings.vmapped and pending:
         # All the seeds in one XLA program.
         lives = [open_live(paths.train_live_dir(variant, seed)) for seed in pending]

@@ -15,7 +15,7 @@ import pytest
 
 from nnstudy.core import files, paths
 from nnstudy.core.errors import StudyError
-from nnstudy.training.processes import ENV, ONE_CORE_BATCH, cores, seed_processes
+from nnstudy.training.processes import ENV, LONG_SEED, ONE_CORE_BATCH, PER_CORE, cores, seed_processes
 from tests.study_helpers import copy_project, run, small_params
 
 VARIANT = "batch_online"
@@ -24,15 +24,18 @@ SEEDS = [1, 2, 3]
 
 
 def test_how_many_processes():
-    assert seed_processes(1, 3, {}) == min(3, cores())          # auto: small batches, a process per core
-    assert seed_processes(ONE_CORE_BATCH, 1, {}) == 1           # one seed: nothing to share out
-    assert seed_processes(ONE_CORE_BATCH + 1, 3, {}) == 1       # a bigger batch keeps the cores busy itself
-    assert seed_processes(256, 3, {ENV: "2"}) == 2              # asked for: any batch size
-    assert seed_processes(1, 2, {ENV: "8"}) == 2                # never more than one per seed
-    assert seed_processes(1, 3, {ENV: " 1 "}) == 1
+    every = min(3, PER_CORE * cores())
+    assert seed_processes(1, 3, 1000, {}) == every                   # auto, small batches: every seed at once
+    assert seed_processes(1, 100, 1000, {}) == PER_CORE * cores()    # ... up to PER_CORE a core
+    assert seed_processes(ONE_CORE_BATCH, 1, 1000, {}) == 1          # one seed: nothing to share out
+    assert seed_processes(ONE_CORE_BATCH + 1, 3, LONG_SEED - 1, {}) == 1  # a bigger batch, a short seed
+    assert seed_processes(256, 3, LONG_SEED, {}) == every            # a long seed at any batch size
+    assert seed_processes(256, 3, 0, {ENV: "2"}) == 2                # asked for: any batch size
+    assert seed_processes(1, 2, 0, {ENV: "8"}) == 2                  # never more than one per seed
+    assert seed_processes(1, 3, 0, {ENV: " 1 "}) == 1
     for bad in ("0", "-2", "two", "1.5", ""):
         with pytest.raises(StudyError, match=f"{ENV}=.*'auto' or a whole number"):
-            seed_processes(1, 3, {ENV: bad})
+            seed_processes(1, 3, 0, {ENV: bad})
 
 
 def test_a_helpers_files_are_replaced_with_the_stages(tmp_path):
@@ -117,7 +120,7 @@ def test_seeds_side_by_side_give_the_same_outputs_as_one_after_another(repo, tmp
     out, err = together.communicate(timeout=600)
     assert together.returncode == 0, err
     if cores() > 1:
-        assert f"{VARIANT}: 3 seeds in {min(3, cores())} processes side by side" in out
+        assert f"{VARIANT}: 3 seeds in {min(3, PER_CORE * cores())} processes side by side" in out
     for seed in SEEDS:
         assert f"{VARIANT} seed {seed}: 3 epochs" in out
     side_by_side = outputs(repo)

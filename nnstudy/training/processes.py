@@ -1,13 +1,20 @@
 """Train a stage's seeds in processes side by side, where one process leaves cores idle.
 
-At small batch sizes an update is a few thin matrix products: XLA (and TensorFlow) run each on one
-thread, so a stage that trains its seeds one after another keeps one core busy and the others idle
-(batch size 1 on 2 cores: `bench/seed_processes.json`). The seeds are independent, so N processes
-train N seeds at once. Each runs the very program the sequential stage runs, from a fresh process
-as a resumed stage does, so the outputs are the same bytes (tests/test_seed_processes.py).
+A training process on the compiled loop keeps less than two cores busy: at small batch sizes an
+update is a few thin matrix products, which XLA runs on one thread, and even at batch size 256 its
+products are too small to split well. Measured on 2 cores (`bench/seed_processes.json`, full
+Fashion-MNIST): two processes side by side train 1.93x as much as one alone at batch size 1, 1.47x
+at 256; three, 2.21x and 1.42x. The seeds are independent, so the stage trains them all at once,
+one process each. Each runs the very program the sequential stage runs, from a fresh process as a
+resumed stage does, so the outputs are the same bytes (tests/test_seed_processes.py).
 
-    NNSTUDY_SEED_PROCESSES=auto   (default) as many processes as cores, for batch sizes up to
-                                  ONE_CORE_BATCH on Linux; otherwise one
+A helper pays a process's start-up (~2-3 s: imports, JAX, the data), so it pays only where a seed's
+training is long: at small batch sizes, or over many examples (the full-size data sets; not the
+default sample, whose batch-256 seeds fit in ~3 s).
+
+    NNSTUDY_SEED_PROCESSES=auto   (default, Linux) every seed at once, up to PER_CORE processes a
+                                  core, for batch sizes up to ONE_CORE_BATCH or seeds of at least
+                                  LONG_SEED examples (rows x epochs); otherwise one process
     NNSTUDY_SEED_PROCESSES=1      one process trains the seeds in turn
     NNSTUDY_SEED_PROCESSES=N      N processes (at most one per seed)
 
@@ -28,9 +35,9 @@ from typing import Any
 from nnstudy.core.errors import StudyError
 
 ENV = "NNSTUDY_SEED_PROCESSES"
-# Measured (bench/seed_processes.json, 2 cores): up to this batch size a training process keeps one
-# core busy, and two processes side by side each train at nearly their speed alone.
-ONE_CORE_BATCH = 16
+ONE_CORE_BATCH = 16        # two processes still train 1.43x one alone at 16 (bench/seed_processes.json)
+LONG_SEED = 1_000_000      # examples a seed trains on (rows x epochs): ~7 s at batch 256 on 2 cores
+PER_CORE = 2               # at most this many processes a core: each holds the data and a JAX runtime
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -42,13 +49,16 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def seed_processes(batch_size: int, seeds: int, environ: dict[str, str] | None = None) -> int:
-    """How many processes train a stage's `seeds` pending seeds at `batch_size` (see the module)."""
+def seed_processes(batch_size: int, seeds: int, examples: int = 0, environ: dict[str, str] | None = None) -> int:
+    """How many processes train a stage's `seeds` pending seeds at `batch_size`, each on `examples`
+    examples (rows x epochs); see the module."""
     value = (os.environ if environ is None else environ).get(ENV, "auto").strip().lower()
     if value == "auto":
-        if batch_size > ONE_CORE_BATCH or not sys.platform.startswith("linux"):
+        if seeds < 2 or not sys.platform.startswith("linux"):
             return 1
-        return max(1, min(seeds, cores()))
+        if batch_size > ONE_CORE_BATCH and examples < LONG_SEED:
+            return 1
+        return min(seeds, PER_CORE * cores())
     try:
         wanted = int(value)
     except ValueError:
