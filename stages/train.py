@@ -5,6 +5,10 @@
 Its only inputs are the prepared data and results/settings/<variant>.json (the settings stage
 writes it from params.yaml), so it re-runs only when this variant's own settings change.
 
+The seeds train one after another, all together as one XLA program (`seeds_together`), or side by
+side in processes of their own where one process would leave cores idle: small batches, long
+seeds (NNSTUDY_SEED_PROCESSES, nnstudy.training.processes). Every way gives each seed's own outputs.
+
 Killed (kill -9, a power cut), a rerun keeps the seeds it finished and resumes the running one
 from its last finished epoch (nnstudy.training.resume), with the same results.
 """
@@ -102,7 +106,7 @@ def main() -> None:
         for seed, live, result in zip(pending, lives, results):
             records[seed] = finish_seed(variant, seed, live, result, checkpoints)
     elif processes > 1:
-        # Small batches keep one core busy: the seeds side by side, one process each.
+        # One process would leave cores idle (a small batch, or a long seed): a process per seed.
         print(f"{variant}: {len(pending)} seeds in {processes} processes side by side ({SEED_PROCESSES})", flush=True)
         for seed, (record, files) in in_processes(train_alone, pending, processes, variant,
                                                   None if checkpoints.folder is None else str(checkpoints.folder)):

@@ -3,8 +3,8 @@
 A training process on the compiled loop keeps less than two cores busy: at small batch sizes an
 update is a few thin matrix products, which XLA runs on one thread, and even at batch size 256 its
 products are too small to split well. Measured on 2 cores (`bench/seed_processes.json`, full
-Fashion-MNIST): two processes side by side train 1.93x as much as one alone at batch size 1, 1.47x
-at 256; three, 2.21x and 1.42x. The seeds are independent, so the stage trains them all at once,
+Fashion-MNIST): two processes side by side train 1.93x as much as one alone at batch size 1, 1.52x
+at 256; three, 2.06x and 1.68x. The seeds are independent, so the stage trains them all at once,
 one process each. Each runs the very program the sequential stage runs, from a fresh process as a
 resumed stage does, so the outputs are the same bytes (tests/test_seed_processes.py).
 
@@ -35,7 +35,7 @@ from typing import Any
 from nnstudy.core.errors import StudyError
 
 ENV = "NNSTUDY_SEED_PROCESSES"
-ONE_CORE_BATCH = 16        # two processes still train 1.43x one alone at 16 (bench/seed_processes.json)
+ONE_CORE_BATCH = 16        # two processes still train 1.51x one alone at 16 (bench/seed_processes.json)
 LONG_SEED = 1_000_000      # examples a seed trains on (rows x epochs): ~7 s at batch 256 on 2 cores
 PER_CORE = 2               # at most this many processes a core: each holds the data and a JAX runtime
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
