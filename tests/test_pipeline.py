@@ -312,7 +312,10 @@ def test_queued_experiments_run_in_parallel_and_a_killed_worker_resumes(jax_repo
 
     run(repo, "dvc", "exp", "run", "--queue", "-n", "online-killed", *ONLINE)
     # Not waited for: on a loaded machine `dvc queue start` returned only after the worker had finished.
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    # The seeds one after another in the worker (not side by side, the default at batch size 1): the kill
+    # must land in seed 2 with seed 1 finished.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1",
+               NNSTUDY_SEED_PROCESSES="1")
     starter = subprocess.Popen(["dvc", "queue", "start", "-j", "1"], cwd=repo, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # `dvc queue start` daemonizes the worker into a process group of its own: the worker, the experiment's

@@ -33,6 +33,9 @@ def test_a_killed_stage_resumes_with_the_same_results(tmp_path, monkeypatch, tog
     study["variants"]["batch_online"] = {"batch_size": 1}
     repo = copy_project(tmp_path / "repo", study)
     monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path / "cache"))  # its checkpoints, where the test sees them
+    # One by one in one process: the kill must land in seed 2 with seed 1 finished. (Side by side, the
+    # default at batch size 1, is killed and resumed in tests/test_seed_processes.py.)
+    monkeypatch.setenv("NNSTUDY_SEED_PROCESSES", "1")
     run(repo, "dvc", "repro", "train@batch_online")
     uninterrupted = yaml.safe_load((repo / "dvc.lock").read_text())
     weights = {seed: dict(np.load(repo / f"results/weights/batch_online/seed_{seed}.npz")) for seed in (1, 2, 3)}
