@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The project's one entry point; it sets itself up on first use.
 
-    python3 run.py study     # the whole study: dvc repro (creates .venv from requirements.txt first)
+    python3 run.py study     # the whole study: dvc repro (creates .venv from requirements.txt first),
+                             # on two `dvc repro` side by side where 2 cores are free
     python3 run.py test      # the test suite
     python3 run.py check     # the regression gate: reproduced metrics vs the committed baseline
     python3 run.py bench     # time the study from clean (writes bench/results.json)
@@ -89,10 +90,16 @@ def pip_install(env: Path, *args: str) -> None:
                           "(offline? check the internet connection, or PIP_INDEX_URL / a proxy, and re-run)")
 
 
-def study_command(env: dict[str, str]) -> list[str]:
-    """`dvc repro`, or `dvc repro --pull` when a DVC remote is configured (pull rather than retrain)."""
+def study_command(env: dict[str, str], args: list[str] | None = None) -> list[str]:
+    """`dvc repro --pull` when a DVC remote is configured (pull rather than retrain); `dvc repro ARGS`
+    when given arguments; else the whole study on two `dvc repro` side by side where two cores are
+    free (`python -m nnstudy.share study`, NNSTUDY_STUDY_WORKERS; the same results)."""
     remotes = subprocess.run(["dvc", "remote", "list"], cwd=ROOT, env=env, capture_output=True, text=True)
-    return ["dvc", "repro", "--pull"] if remotes.returncode == 0 and remotes.stdout.strip() else ["dvc", "repro"]
+    if remotes.returncode == 0 and remotes.stdout.strip():
+        return ["dvc", "repro", "--pull", *(args or [])]
+    if args:
+        return ["dvc", "repro", *args]
+    return ["python", "-m", "nnstudy.share", "study"]
 
 
 def ensure_venv(env: Path = VENV, requirements: Path = REQUIREMENTS) -> None:
@@ -128,7 +135,10 @@ def main() -> int:
     if setup() != 0:
         return 2
     env = dict(os.environ, PATH=f"{bin_dir(VENV)}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(VENV))
-    command = (study_command(env) if sys.argv[1] == "study" else COMMANDS[sys.argv[1]]) + sys.argv[2:]
+    if sys.argv[1] == "study":
+        command = study_command(env, sys.argv[2:])
+    else:
+        command = COMMANDS[sys.argv[1]] + sys.argv[2:]
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 

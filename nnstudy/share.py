@@ -27,21 +27,30 @@ scheduling over the whole DAG (an ideal scheduler at stage level), for bench/sca
     python -m nnstudy.share plan --workers 2          # who takes what (JSON)
     python -m nnstudy.share worker --workers 2 --index 0
     python -m nnstudy.share publish                    # every up-to-date stage into the remote's run-cache
+    python -m nnstudy.share study                      # `python3 run.py study`: the study on two
+                                                       # `dvc repro` side by side on this machine (below)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from nnstudy.core import paths
+from nnstudy.core.errors import StudyError
+from nnstudy.training.processes import cores
 
 # Stages without a committed timing file (fetch, evaluate, summarize, ...) are assumed to take this
 # long: they load data or models and compute tables, a few seconds each on 2 cores.
@@ -230,13 +239,16 @@ def timing_of(outs: Mapping[str, list[str]], root: Path = Path(".")) -> dict[str
     return seconds
 
 
+def timed_stages(outs: Mapping[str, list[str]]) -> set[str]:
+    """The stages that count as real work: those with a timing output, committed or not (a fresh
+    study has none)."""
+    return {s for s, files in outs.items()
+            if any(Path(f).is_relative_to(paths.TIMING_DIR) and f.endswith(".json") for f in files)}
+
+
 def plan(workers: int, root: Path = Path(".")) -> Plan:
     deps, outs = stage_graph(root)
-    costs = timing_of(outs, root)
-    # A stage counts as real work when it has a timing output, committed or not (a fresh study has none).
-    timed = {s for s, files in outs.items()
-             if any(Path(f).is_relative_to(paths.TIMING_DIR) and f.endswith(".json") for f in files)}
-    return partition(deps, costs, timed, workers)
+    return partition(deps, timing_of(outs, root), timed_stages(outs), workers)
 
 
 def publish(stages: set[str] | None = None, root: Path = Path("."), remote: str | None = None) -> int:
@@ -253,21 +265,32 @@ def publish(stages: set[str] | None = None, root: Path = Path("."), remote: str 
     """
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo, repo.lock:  # DVC's own lock: no `dvc` command runs meanwhile
-        saved = 0
-        for stage in repo.index.stages:
-            if stages is None or name(repo, stage) in stages:
-                # Only what dvc.lock vouches for: a stage whose code, params or data changed since
-                # it ran would record its old outputs under its new inputs.
-                if stage.cmd and not stage.changed():
-                    stage.save(run_cache=True)
-                    saved += 1
+    saved = len(save_run_cache(stages, root))
+    with Repo(str(root)) as repo, repo.lock:
         cache = repo.stage_cache
         runs = Path(cache.cache_dir)
         entries = [(entry.parent.name, entry.name) for entry in sorted(runs.glob("*/*/*"))] if runs.is_dir() else []
         cache.push(remote)
         for objs in cache.get_used_objs(entries).values():
             repo.cloud.push(objs, remote=remote)
+    return saved
+
+
+def save_run_cache(stages: set[str] | None = None, root: Path = Path(".")) -> list[str]:
+    """Put `stages` (default: every stage) that are up to date into DVC's run-cache, with their
+    uncached outputs (publish's doc says why `dvc repro` alone does not); returns their names."""
+    from dvc.repo import Repo
+
+    # DVC resolves a run-cache entry's stage against the current folder: be in the workspace.
+    with contextlib.chdir(root), Repo(".") as repo, repo.lock:  # DVC's lock: no `dvc` command runs meanwhile
+        saved = []
+        for stage in repo.index.stages:
+            if stages is None or name(repo, stage) in stages:
+                # Only what dvc.lock vouches for: a stage whose code, params or data changed since
+                # it ran would record its old outputs under its new inputs.
+                if stage.cmd and not stage.changed():
+                    stage.save(run_cache=True)
+                    saved.append(name(repo, stage))
     return saved
 
 
@@ -292,6 +315,201 @@ def worker(workers: int, index: int, root: Path = Path(".")) -> int:
     return subprocess.run(["dvc", "push", "--run-cache"], cwd=root).returncode
 
 
+# --- One machine, several workers: `python3 run.py study`.
+#
+# A stage keeps about one core busy for most of its time (the interpreter's and JAX's start-up,
+# DVC's bookkeeping, the default sample's small products), so on 2 cores two `dvc repro` of
+# independent stages side by side do 1.6-1.7x the work of one: measured, four sweep points took
+# 17.8 s one after the other and 10.5 s two at a time, four transfer runs 76.3 s and 47.6 s. DVC
+# runs one `dvc repro` per workspace at a time, so each further worker works in a copy of the
+# workspace that shares this one's DVC cache: it runs its share (the split `worker` uses, of the
+# stages that are to run), puts it into the run-cache, and a last `dvc repro` here restores it from
+# there and runs the stages that read from several workers. The results are those of one `dvc repro`.
+
+TEAM_ENV = "NNSTUDY_STUDY_WORKERS"
+# Less pending work than this (by the committed timings), and a copy of the workspace and the
+# restores from the run-cache (about a second a stage) cost more than a second worker saves.
+MIN_TEAM_SECONDS = 20.0
+
+
+def study_workers(environ: Mapping[str, str] | None = None) -> int:
+    """How many `dvc repro` run side by side in `python3 run.py study`: NNSTUDY_STUDY_WORKERS, 'auto'
+    (the default: 2 where the process may use 2 cores or more, the case measured) or a number."""
+    value = (os.environ if environ is None else environ).get(TEAM_ENV, "auto").strip().lower()
+    if value == "auto":
+        return min(2, cores())
+    try:
+        wanted = int(value)
+    except ValueError:
+        wanted = 0
+    if wanted < 1:
+        raise StudyError(f"{TEAM_ENV}={value!r}: must be 'auto' or a whole number of workers >= 1 "
+                         "(1 runs the study in one `dvc repro`)")
+    return wanted
+
+
+def downstream(deps: Graph, stages: set[str]) -> set[str]:
+    """`stages` and every stage that reads from them, directly or not: what `dvc repro` runs again."""
+    children: dict[str, set[str]] = {s: set() for s in deps}
+    for stage, ds in deps.items():
+        for d in ds:
+            children[d].add(stage)
+    seen: set[str] = set()
+    todo = list(stages)
+    while todo:
+        stage = todo.pop()
+        if stage not in seen:
+            seen.add(stage)
+            todo.extend(children[stage])
+    return seen
+
+
+def changed_stages(root: Path = Path(".")) -> set[str]:
+    """The stages whose code, params, data or outputs differ from dvc.lock (missing ones included)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo, repo.lock:
+        return {name(repo, stage) for stage in repo.index.stages if stage.cmd and stage.changed()}
+
+
+def pending_plan(workers: int, root: Path = Path(".")) -> tuple[Plan, float]:
+    """The split of the stages `dvc repro` would run now, and their seconds by the committed timings."""
+    deps, outs = stage_graph(root)
+    pending = downstream(deps, changed_stages(root))
+    costs = timing_of(outs, root)
+    # Up-to-date parents are in every workspace already: the split is of the pending stages alone.
+    subgraph = {s: deps[s] & pending for s in pending}
+    work = sum(costs.get(s, DEFAULT_STAGE_SECONDS) for s in pending)
+    return partition(subgraph, costs, timed_stages(outs) & pending, workers), work
+
+
+def _dvc_cache_dir(root: Path) -> str:
+    return subprocess.run(["dvc", "cache", "dir"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def copy_workspace(root: Path, target: Path) -> None:
+    """Another workspace of the study in `target`: a clone of `root`'s git repository holding the
+    files git sees in `root` (committed or not; not ignored ones), DVC's local config, and DVC's
+    outputs, hard-linked from `root`'s cache, which the copy shares (what it trains goes straight
+    into it)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A git repository at this one's commit (DVCLive reads it), whose files are then this workspace's.
+    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(root), str(target)], check=True)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=root, capture_output=True, check=True).stdout.decode()
+    for relative in [*filter(None, listed.split("\0")), ".dvc/config.local"]:
+        source = root / relative
+        if source.is_file():  # git also lists a committed file deleted since
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / relative)
+    cache = _dvc_cache_dir(root)
+    for command in (["dvc", "cache", "dir", "--local", cache],
+                    ["dvc", "config", "--local", "cache.type", "hardlink,copy"],
+                    # What is not in the cache (a fresh study) is what the workers are about to make.
+                    ["dvc", "checkout", "-q", "--allow-missing"]):
+        subprocess.run(command, cwd=target, check=True, stdout=subprocess.DEVNULL)
+
+
+def hand_over(copy: Path, stages: set[str], root: Path) -> list[str]:
+    """Give `root` the `stages` that are up to date in the workspace `copy` (which shares its DVC
+    cache): their outputs, uncached ones too, into the cache (the run-cache entry), and their
+    dvc.lock entries into `root`'s dvc.lock, so that `dvc repro` in `root` checks them out instead
+    of running them. Returns their names.
+
+    The run-cache entry alone is not enough where `root`'s dvc.lock already has an entry for the
+    stage with the same inputs (a committed study, re-run): `dvc repro` then looks only for that
+    entry's outputs, and saved models carry the time they were written, so it would run the stage."""
+    from dvc.repo import Repo
+    from dvc.utils.serialize import dump_yaml, load_yaml
+
+    done = save_run_cache(stages, copy)
+    entries = load_yaml(copy / "dvc.lock")["stages"] if done else {}
+    with contextlib.chdir(root), Repo(".") as repo, repo.lock:
+        lock = load_yaml("dvc.lock") if Path("dvc.lock").exists() else {"schema": "2.0", "stages": {}}
+        lock.setdefault("stages", {}).update({stage: entries[stage] for stage in done})
+        dump_yaml("dvc.lock", lock)
+    return done
+
+
+def _start(command: list[str], cwd: Path, prefix: str | None) -> subprocess.Popen:
+    """`command` in a process group of its own (to stop it with everything it started); its output
+    on ours, each line after `prefix` when given."""
+    if prefix is None:
+        return subprocess.Popen(command, cwd=cwd, start_new_session=True)
+    process = subprocess.Popen(command, cwd=cwd, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+    def relay() -> None:
+        for line in process.stdout:
+            print(prefix + line, end="", flush=True)
+    threading.Thread(target=relay, daemon=True).start()
+    return process
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def study(workers: int, root: Path = Path(".")) -> int:
+    """The whole study, as `dvc repro` would run it, on `workers` side by side (see above)."""
+    root = root.resolve()
+    plan, work = pending_plan(workers, root)
+    shares = [stages for stages in plan.workers if stages]
+    if workers < 2 or len(shares) < 2 or work < MIN_TEAM_SECONDS:
+        return subprocess.run(["dvc", "repro"], cwd=root).returncode
+    print(f"study: {len(shares)} workers side by side ({TEAM_ENV}), each a share of the {len(plan.trunk) + sum(map(len, shares)) + len(plan.gather)} "
+          f"stages to run (~{work:.0f} s of work by the committed timings); then one `dvc repro` here "
+          f"gathers them and runs {' '.join(plan.gather) or 'nothing more'}", flush=True)
+    started = time.perf_counter()
+    copies = [root / paths.TEAM_DIR / f"worker-{index}" for index in range(2, len(shares) + 1)]
+    processes: list[subprocess.Popen] = []
+    try:
+        for copy in copies:  # before this workspace's outputs start to be replaced
+            copy_workspace(root, copy)
+        processes = [_start(["dvc", "repro", *shares[0]], root, None)]
+        processes += [_start(["dvc", "repro", *stages], copy, f"[worker {index}] ")
+                      for index, (copy, stages) in enumerate(zip(copies, shares[1:]), start=2)]
+        while all(process.poll() is None or process.returncode == 0 for process in processes) \
+                and any(process.poll() is None for process in processes):
+            time.sleep(0.5)
+        failed = [(index, process.returncode) for index, process in enumerate(processes, start=1)
+                  if process.poll() not in (None, 0)]
+        if failed:
+            _stop(processes)
+        side_by_side = time.perf_counter() - started
+        # What the other workers finished comes here, failed or not: a re-run does not train it again.
+        handed = [hand_over(copy, set(stages), root) for copy, stages in zip(copies, shares[1:])]
+        if failed:
+            index, code = failed[0]
+            print(f"study: worker {index}'s `dvc repro` failed (exit {code}), its output above; the other "
+                  f"workers were stopped. The {sum(map(len, handed))} stages the other workspaces finished "
+                  "are here; `python3 run.py study` again runs the rest", file=sys.stderr)
+            return code
+        # Restores the other workers' stages from the shared cache, and runs what reads from several.
+        gathered = subprocess.run(["dvc", "repro"], cwd=root).returncode
+        print(f"study: the workers side by side {side_by_side:.0f} s, the gathering `dvc repro` "
+              f"{time.perf_counter() - started - side_by_side:.0f} s", flush=True)
+        return gathered
+    except BaseException:
+        _stop(processes)
+        raise
+    finally:
+        for copy in copies:
+            shutil.rmtree(copy, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nnstudy.share", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -301,7 +519,18 @@ def main(argv: list[str] | None = None) -> int:
         if verb == "worker":
             command.add_argument("--index", type=int, required=True, help="this worker, 0..workers-1")
     commands.add_parser("publish", help="every stage of the workspace into the run-cache, pushed with its outputs")
+    command = commands.add_parser("study", help="the whole study on several `dvc repro` side by side")
+    command.add_argument("--workers", type=int, help=f"default: {TEAM_ENV}, or 2 where 2 cores are free")
     args = parser.parse_args(argv)
+    if args.command == "study":
+        try:
+            workers = study_workers() if args.workers is None else args.workers
+        except StudyError as error:
+            print(f"study: {error}", file=sys.stderr)
+            return 2
+        if workers < 1:
+            parser.error(f"--workers must be at least 1, got {workers}")
+        return study(workers)
     if args.command == "publish":
         print(f"publish: {publish()} stages in the run-cache, pushed with their outputs")
         return subprocess.run(["dvc", "push", "--run-cache"]).returncode

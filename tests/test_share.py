@@ -8,17 +8,21 @@ starts from there, and so does tests/test_pipeline.py's JAX study (a clone that 
 
 import getpass
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+import run as run_py
 from nnstudy import share
-from study_helpers import ROOT, clone, copy_project, run, shared_team, small_params
+from nnstudy.core.errors import StudyError
+from study_helpers import ROOT, TIMED, clone, copy_project, run, shared_team, small_params, without_timing
 
 TRAINING = ("train@", "sweep_", "tune", "final", "openset", "transfer_pretrain", "transfer_train@", "transfer_sweep_")
 
@@ -85,6 +89,28 @@ def test_plan_of_the_real_study_splits_every_training_stage_once():
     for stage, worker in owner.items():
         assert all(owner[a] == worker for a in share.ancestors(deps, stage) if a not in plan.trunk), stage
     assert abs(plan.loads[0] - plan.loads[1]) < 0.2 * max(plan.loads)  # balanced on the committed timings
+
+
+def test_downstream_is_what_repro_runs_again():
+    assert share.downstream(DEPS, {"b"}) == {"b", "c", "e"}
+    assert share.downstream(DEPS, {"t"}) == set(DEPS)
+    assert share.downstream(DEPS, set()) == set()
+
+
+def test_study_workers_from_the_environment():
+    assert share.study_workers({}) == min(2, share.cores())
+    assert share.study_workers({"NNSTUDY_STUDY_WORKERS": " 3 "}) == 3
+    assert share.study_workers({"NNSTUDY_STUDY_WORKERS": "1"}) == 1
+    for bad in ("many", "0", "-2", "1.5"):
+        with pytest.raises(StudyError, match=rf"NNSTUDY_STUDY_WORKERS='{bad}': must be 'auto' or a whole number"):
+            share.study_workers({"NNSTUDY_STUDY_WORKERS": bad})
+
+
+def test_run_py_study_is_the_side_by_side_study_unless_given_stages():
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    assert "" == subprocess.run(["dvc", "remote", "list"], cwd=ROOT, env=env, capture_output=True, text=True).stdout
+    assert run_py.study_command(env) == ["python", "-m", "nnstudy.share", "study"]
+    assert run_py.study_command(env, ["-s", "train@batch_mini"]) == ["dvc", "repro", "-s", "train@batch_mini"]
 
 
 # --- The team: a bare git repository, a DVC remote, two workers and a gatherer.
@@ -248,3 +274,44 @@ def test_worker_refuses_bad_arguments_and_a_missing_remote(tmp_path):
     done = run(repo, "python", "-m", "nnstudy.share", "plan", "--workers", "0", check=False)
     assert done.returncode == 2 and "--workers must be at least 1, got 0" in done.stderr, done.stderr
     assert "Running stage" not in done.stdout and not (repo / "dvc.lock").exists()
+
+
+# --- One machine, two workers: `python3 run.py study` on a machine with two cores.
+
+def test_study_on_two_workers_side_by_side_is_the_study(team):
+    repo = clone(team, "side-by-side")
+    run(repo, "dvc", "pull", "-q")
+    committed = yaml.safe_load((repo / "dvc.lock").read_text())
+    gone = ["train@sgd_mean10", "train@rmsprop_l1_dropout", "sweep_depth@depth-1", "sweep_width@width-16"]
+    for stage in gone:  # four stages to train again: their outputs gone, from the workspace and the cache
+        for out in committed["stages"][stage]["outs"]:
+            path = repo / out["path"]
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if "md5" in out:
+                (repo / ".dvc/cache/files/md5" / out["md5"][:2] / out["md5"][2:]).unlink(missing_ok=True)
+    done = run(repo, "python", "-m", "nnstudy.share", "study", "--workers", "2")
+    output = done.stdout + done.stderr
+    assert "study: 2 workers side by side" in output, output
+    lines = output.splitlines()
+    second = [line.split("'")[1] for line in lines if line.startswith("[worker 2] Running stage '")]
+    first = [line.split("'")[1] for line in lines if line.startswith("Running stage '")]
+    # Every stage to run ran once, on one worker or the other; the second worker's came back here
+    # through the shared cache and its dvc.lock entries (checked out, not run); nothing else trained.
+    assert training(second) and sorted(training(first) + training(second)) == sorted(gone), output
+    for stage in second:
+        assert f"Stage '{stage}' is cached - skipping run" in done.stdout, output
+    assert "up to date" in run(repo, "dvc", "status").stdout
+    assert without_timing(yaml.safe_load((repo / "dvc.lock").read_text())) == without_timing(committed)
+    changed = [line[3:] for line in run(repo, "git", "status", "--porcelain").stdout.splitlines()]
+    assert all(path.startswith(TIMED) for path in changed), changed
+    assert not (repo / ".dvc/tmp/team").exists() or not any((repo / ".dvc/tmp/team").iterdir())
+
+
+def test_study_refuses_a_bad_number_of_workers(team):
+    repo = clone(team, "bad-workers")
+    env_run = subprocess.run([sys.executable, "-m", "nnstudy.share", "study"], cwd=repo, capture_output=True, text=True,
+                             env=dict(os.environ, NNSTUDY_STUDY_WORKERS="many"))
+    assert env_run.returncode == 2 and env_run.stderr.strip().splitlines() == [
+        "study: NNSTUDY_STUDY_WORKERS='many': must be 'auto' or a whole number of workers >= 1 "
+        "(1 runs the study in one `dvc repro`)"], env_run.stderr
+    assert "Running stage" not in env_run.stdout

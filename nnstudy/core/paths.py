@@ -38,6 +38,9 @@ TIMING_DIR = RESULTS_DIR / "timing"          # wall-clock figures, kept apart: n
 CURVES_DIR = PLOTS_DIR / "curves"            # learning curves, mean and spread over seeds
 SWEEP_CURVES_DIR = PLOTS_DIR / "sweeps"      # the sweep points' learning curves
 WEIGHTS_DIR = RESULTS_DIR / "weights"        # weights before/after training (DVC-cached)
+# `python3 run.py study` on several workers: the other workers' copies of the workspace, in DVC's
+# own scratch folder (git ignores it, DVC looks for no stages in it, as for `dvc exp run --temp`).
+TEAM_DIR = Path(".dvc/tmp/team")
 PREDICTIONS_DIR = RESULTS_DIR / "predictions"  # test-set predicted labels per run (for McNemar)
 
 EVALUATE_METRICS = RESULTS_DIR / "evaluate.json"        # every variant, every seed, on the test set
