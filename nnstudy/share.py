@@ -323,12 +323,12 @@ def worker(workers: int, index: int, root: Path = Path(".")) -> int:
 # 17.8 s one after the other and 10.5 s two at a time, four transfer runs 76.3 s and 47.6 s. DVC
 # runs one `dvc repro` per workspace at a time, so each further worker works in a copy of the
 # workspace that shares this one's DVC cache: it runs its share (the split `worker` uses, of the
-# stages that are to run), puts it into the run-cache, and a last `dvc repro` here restores it from
-# there and runs the stages that read from several workers. The results are those of one `dvc repro`.
+# stages that are to run) and hands it over (`hand_over`), and a last `dvc repro` here checks it out
+# and runs the stages that read from several workers. The results are those of one `dvc repro`.
 
 TEAM_ENV = "NNSTUDY_STUDY_WORKERS"
 # Less pending work than this (by the committed timings), and a copy of the workspace and the
-# restores from the run-cache (about a second a stage) cost more than a second worker saves.
+# checkouts of what it made (about a second a stage) cost more than a second worker saves.
 MIN_TEAM_SECONDS = 20.0
 
 
@@ -475,6 +475,9 @@ def study(workers: int, root: Path = Path(".")) -> int:
     started = time.perf_counter()
     copies = [root / paths.TEAM_DIR / f"worker-{index}" for index in range(2, len(shares) + 1)]
     processes: list[subprocess.Popen] = []
+    # The workers run in process groups of their own (so that each can be stopped with all it
+    # started): Ctrl-C and `kill` reach only this process, which then stops them (below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         for copy in copies:  # before this workspace's outputs start to be replaced
             copy_workspace(root, copy)

@@ -278,17 +278,25 @@ def test_worker_refuses_bad_arguments_and_a_missing_remote(tmp_path):
 
 # --- One machine, two workers: `python3 run.py study` on a machine with two cores.
 
-def test_study_on_two_workers_side_by_side_is_the_study(team):
-    repo = clone(team, "side-by-side")
-    run(repo, "dvc", "pull", "-q")
-    committed = yaml.safe_load((repo / "dvc.lock").read_text())
-    gone = ["train@sgd_mean10", "train@rmsprop_l1_dropout", "sweep_depth@depth-1", "sweep_width@width-16"]
-    for stage in gone:  # four stages to train again: their outputs gone, from the workspace and the cache
-        for out in committed["stages"][stage]["outs"]:
+# Four stages to train again, two for each worker.
+GONE = ["train@sgd_mean10", "train@rmsprop_l1_dropout", "sweep_depth@depth-1", "sweep_width@width-16"]
+
+
+def forget(repo: Path, lock: dict, stages: list[str]) -> None:
+    """As if `stages` had never run here: their outputs gone, from the workspace and the DVC cache."""
+    for stage in stages:
+        for out in lock["stages"][stage]["outs"]:
             path = repo / out["path"]
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
             if "md5" in out:
                 (repo / ".dvc/cache/files/md5" / out["md5"][:2] / out["md5"][2:]).unlink(missing_ok=True)
+
+
+def test_study_on_two_workers_side_by_side_is_the_study(team):
+    repo = clone(team, "side-by-side")
+    run(repo, "dvc", "pull", "-q")
+    committed = yaml.safe_load((repo / "dvc.lock").read_text())
+    forget(repo, committed, GONE)
     done = run(repo, "python", "-m", "nnstudy.share", "study", "--workers", "2")
     output = done.stdout + done.stderr
     assert "study: 2 workers side by side" in output, output
@@ -297,7 +305,7 @@ def test_study_on_two_workers_side_by_side_is_the_study(team):
     first = [line.split("'")[1] for line in lines if line.startswith("Running stage '")]
     # Every stage to run ran once, on one worker or the other; the second worker's came back here
     # through the shared cache and its dvc.lock entries (checked out, not run); nothing else trained.
-    assert training(second) and sorted(training(first) + training(second)) == sorted(gone), output
+    assert training(second) and sorted(training(first) + training(second)) == sorted(GONE), output
     for stage in second:
         assert f"Stage '{stage}' is cached - skipping run" in done.stdout, output
     assert "up to date" in run(repo, "dvc", "status").stdout
@@ -305,6 +313,42 @@ def test_study_on_two_workers_side_by_side_is_the_study(team):
     changed = [line[3:] for line in run(repo, "git", "status", "--porcelain").stdout.splitlines()]
     assert all(path.startswith(TIMED) for path in changed), changed
     assert not (repo / ".dvc/tmp/team").exists() or not any((repo / ".dvc/tmp/team").iterdir())
+
+
+def processes_in(folder: Path) -> list[int]:
+    """The processes whose current folder is `folder` or inside it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+def test_study_stopped_stops_both_workers_and_runs_again(team):
+    repo = clone(team, "stopped")
+    run(repo, "dvc", "pull", "-q")
+    committed = yaml.safe_load((repo / "dvc.lock").read_text())
+    forget(repo, committed, GONE)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    study = subprocess.Popen([sys.executable, "-m", "nnstudy.share", "study", "--workers", "2"], cwd=repo, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in study.stdout:  # both workers started: the second one is training
+        seen.append(line)
+        if line.startswith("[worker 2] Running stage"):
+            break
+    study.terminate()
+    seen += study.stdout.readlines()
+    assert study.wait(timeout=60) == 128 + 15, "".join(seen)
+    time.sleep(1)
+    assert processes_in(repo) == [], "".join(seen)  # no worker, no stage left running
+    assert not any((repo / ".dvc/tmp/team").glob("*")), "".join(seen)
+    again = run(repo, "python", "-m", "nnstudy.share", "study", "--workers", "2")
+    assert "up to date" in run(repo, "dvc", "status").stdout, again.stdout
+    assert without_timing(yaml.safe_load((repo / "dvc.lock").read_text())) == without_timing(committed)
 
 
 def test_study_refuses_a_bad_number_of_workers(team):
