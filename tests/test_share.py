@@ -292,10 +292,42 @@ def forget(repo: Path, lock: dict, stages: list[str]) -> None:
                 (repo / ".dvc/cache/files/md5" / out["md5"][:2] / out["md5"][2:]).unlink(missing_ok=True)
 
 
-def test_study_on_two_workers_side_by_side_is_the_study(team):
+def processes_in(folder: Path) -> list[int]:
+    """The processes whose current folder is `folder` or inside it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+def test_study_on_two_workers_side_by_side_is_the_study_and_stops_as_one(team):
     repo = clone(team, "side-by-side")
     run(repo, "dvc", "pull", "-q")
     committed = yaml.safe_load((repo / "dvc.lock").read_text())
+    forget(repo, committed, GONE)
+
+    # Stopped (`kill`) while both workers train: it stops them, with every stage they started.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    study = subprocess.Popen([sys.executable, "-m", "nnstudy.share", "study", "--workers", "2"], cwd=repo, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in study.stdout:
+        seen.append(line)
+        if line.startswith("[worker 2] Running stage"):
+            break
+    study.terminate()
+    seen += study.stdout.readlines()
+    assert study.wait(timeout=60) == 128 + 15, "".join(seen)
+    time.sleep(1)
+    assert processes_in(repo) == [], "".join(seen)  # no worker, no stage left running
+    assert not any((repo / ".dvc/tmp/team").glob("*")), "".join(seen)
+
+    # From the same start again (whatever the stopped run finished, forgotten), to the end.
+    run(repo, "git", "checkout", "--", "dvc.lock")
     forget(repo, committed, GONE)
     done = run(repo, "python", "-m", "nnstudy.share", "study", "--workers", "2")
     output = done.stdout + done.stderr
@@ -312,43 +344,7 @@ def test_study_on_two_workers_side_by_side_is_the_study(team):
     assert without_timing(yaml.safe_load((repo / "dvc.lock").read_text())) == without_timing(committed)
     changed = [line[3:] for line in run(repo, "git", "status", "--porcelain").stdout.splitlines()]
     assert all(path.startswith(TIMED) for path in changed), changed
-    assert not (repo / ".dvc/tmp/team").exists() or not any((repo / ".dvc/tmp/team").iterdir())
-
-
-def processes_in(folder: Path) -> list[int]:
-    """The processes whose current folder is `folder` or inside it."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
-                found.append(int(proc.name))
-        except OSError:  # gone meanwhile, or not ours to read
-            pass
-    return found
-
-
-def test_study_stopped_stops_both_workers_and_runs_again(team):
-    repo = clone(team, "stopped")
-    run(repo, "dvc", "pull", "-q")
-    committed = yaml.safe_load((repo / "dvc.lock").read_text())
-    forget(repo, committed, GONE)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    study = subprocess.Popen([sys.executable, "-m", "nnstudy.share", "study", "--workers", "2"], cwd=repo, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in study.stdout:  # both workers started: the second one is training
-        seen.append(line)
-        if line.startswith("[worker 2] Running stage"):
-            break
-    study.terminate()
-    seen += study.stdout.readlines()
-    assert study.wait(timeout=60) == 128 + 15, "".join(seen)
-    time.sleep(1)
-    assert processes_in(repo) == [], "".join(seen)  # no worker, no stage left running
-    assert not any((repo / ".dvc/tmp/team").glob("*")), "".join(seen)
-    again = run(repo, "python", "-m", "nnstudy.share", "study", "--workers", "2")
-    assert "up to date" in run(repo, "dvc", "status").stdout, again.stdout
-    assert without_timing(yaml.safe_load((repo / "dvc.lock").read_text())) == without_timing(committed)
+    assert not any((repo / ".dvc/tmp/team").glob("*"))
 
 
 def test_study_refuses_a_bad_number_of_workers(team):
