@@ -136,9 +136,12 @@ def main() -> int:
         return 2
     env = dict(os.environ, PATH=f"{bin_dir(VENV)}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(VENV))
     if sys.argv[1] == "study":
+        # This process becomes the study, so that a `kill` of it (not only Ctrl-C) reaches the
+        # study, which then stops its workers (nnstudy/share.py: study).
         command = study_command(env, sys.argv[2:])
-    else:
-        command = COMMANDS[sys.argv[1]] + sys.argv[2:]
+        os.chdir(ROOT)
+        os.execvpe(command[0], command, env)
+    command = COMMANDS[sys.argv[1]] + sys.argv[2:]
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 
