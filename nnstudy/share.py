@@ -50,7 +50,7 @@ from typing import Mapping
 
 from nnstudy.core import paths
 from nnstudy.core.errors import StudyError
-from nnstudy.training.processes import cores
+from nnstudy.training.processes import cores, count_setting
 
 # Stages without a committed timing file (fetch, evaluate, summarize, ...) are assumed to take this
 # long: they load data or models and compute tables, a few seconds each on 2 cores.
@@ -92,15 +92,20 @@ def topological(deps: Graph) -> list[str]:
     return order
 
 
-def ancestors(deps: Graph, stage: str) -> set[str]:
+def reachable(edges: Graph, starts) -> set[str]:
+    """`starts` and every stage reached from them along `edges` (stage -> its neighbours)."""
     seen: set[str] = set()
-    todo = list(deps[stage])
+    todo = list(starts)
     while todo:
-        d = todo.pop()
-        if d not in seen:
-            seen.add(d)
-            todo.extend(deps[d])
+        stage = todo.pop()
+        if stage not in seen:
+            seen.add(stage)
+            todo.extend(edges[stage])
     return seen
+
+
+def ancestors(deps: Graph, stage: str) -> set[str]:
+    return reachable(deps, deps[stage])
 
 
 def partition(deps: Graph, costs: Mapping[str, float], timed: set[str], workers: int) -> Plan:
@@ -335,17 +340,8 @@ MIN_TEAM_SECONDS = 20.0
 def study_workers(environ: Mapping[str, str] | None = None) -> int:
     """How many `dvc repro` run side by side in `python3 run.py study`: NNSTUDY_STUDY_WORKERS, 'auto'
     (the default: 2 where the process may use 2 cores or more, the case measured) or a number."""
-    value = (os.environ if environ is None else environ).get(TEAM_ENV, "auto").strip().lower()
-    if value == "auto":
-        return min(2, cores())
-    try:
-        wanted = int(value)
-    except ValueError:
-        wanted = 0
-    if wanted < 1:
-        raise StudyError(f"{TEAM_ENV}={value!r}: must be 'auto' or a whole number of workers >= 1 "
-                         "(1 runs the study in one `dvc repro`)")
-    return wanted
+    wanted = count_setting(environ, TEAM_ENV, "workers", "runs the study in one `dvc repro`")
+    return min(2, cores()) if wanted is None else wanted
 
 
 def downstream(deps: Graph, stages: set[str]) -> set[str]:
@@ -354,14 +350,7 @@ def downstream(deps: Graph, stages: set[str]) -> set[str]:
     for stage, ds in deps.items():
         for d in ds:
             children[d].add(stage)
-    seen: set[str] = set()
-    todo = list(stages)
-    while todo:
-        stage = todo.pop()
-        if stage not in seen:
-            seen.add(stage)
-            todo.extend(children[stage])
-    return seen
+    return reachable(children, stages)
 
 
 def changed_stages(root: Path = Path(".")) -> set[str]:
@@ -424,7 +413,9 @@ def hand_over(copy: Path, stages: set[str], root: Path) -> list[str]:
     from dvc.utils.serialize import dump_yaml, load_yaml
 
     done = save_run_cache(stages, copy)
-    entries = load_yaml(copy / "dvc.lock")["stages"] if done else {}
+    if not done:
+        return done
+    entries = load_yaml(copy / "dvc.lock")["stages"]
     with contextlib.chdir(root), Repo(".") as repo, repo.lock:
         lock = load_yaml("dvc.lock") if Path("dvc.lock").exists() else {"schema": "2.0", "stages": {}}
         lock.setdefault("stages", {}).update({stage: entries[stage] for stage in done})

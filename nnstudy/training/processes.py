@@ -27,7 +27,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -49,23 +49,31 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def seed_processes(batch_size: int, seeds: int, examples: int = 0, environ: dict[str, str] | None = None) -> int:
-    """How many processes train a stage's `seeds` pending seeds at `batch_size`, each on `examples`
-    examples (rows x epochs); see the module."""
-    value = (os.environ if environ is None else environ).get(ENV, "auto").strip().lower()
+def count_setting(environ: Mapping[str, str] | None, name: str, what: str, one_means: str) -> int | None:
+    """The environment variable `name`: None for 'auto' (its default), else a whole number >= 1 of
+    `what`; anything else is a StudyError whose message says what 1 means (`one_means`)."""
+    value = (os.environ if environ is None else environ).get(name, "auto").strip().lower()
     if value == "auto":
-        if seeds < 2 or not sys.platform.startswith("linux"):
-            return 1
-        if batch_size > ONE_CORE_BATCH and examples < LONG_SEED:
-            return 1
-        return min(seeds, PER_CORE * cores())
+        return None
     try:
         wanted = int(value)
     except ValueError:
         wanted = 0
     if wanted < 1:
-        raise StudyError(f"{ENV}={value!r}: must be 'auto' or a whole number of processes >= 1 "
-                         "(1 trains the seeds one after another)")
+        raise StudyError(f"{name}={value!r}: must be 'auto' or a whole number of {what} >= 1 (1 {one_means})")
+    return wanted
+
+
+def seed_processes(batch_size: int, seeds: int, examples: int = 0, environ: dict[str, str] | None = None) -> int:
+    """How many processes train a stage's `seeds` pending seeds at `batch_size`, each on `examples`
+    examples (rows x epochs); see the module."""
+    wanted = count_setting(environ, ENV, "processes", "trains the seeds one after another")
+    if wanted is None:
+        if seeds < 2 or not sys.platform.startswith("linux"):
+            return 1
+        if batch_size > ONE_CORE_BATCH and examples < LONG_SEED:
+            return 1
+        return min(seeds, PER_CORE * cores())
     return max(1, min(seeds, wanted))
 
 
