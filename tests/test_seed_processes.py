@@ -15,7 +15,8 @@ import pytest
 
 from nnstudy.core import files, paths
 from nnstudy.core.errors import StudyError
-from nnstudy.training.processes import ENV, LONG_SEED, ONE_CORE_BATCH, PER_CORE, cores, seed_processes
+from nnstudy.training.processes import (ENV, LONG_SEED, LONG_SOURCE_SEED, ONE_CORE_BATCH, PER_CORE, cores,
+                                        seed_processes, source_processes)
 from tests.study_helpers import copy_project, run, small_params
 
 VARIANT = "batch_online"
@@ -36,6 +37,13 @@ def test_how_many_processes():
     for bad in ("0", "-2", "two", "1.5", ""):
         with pytest.raises(StudyError, match=f"{ENV}=.*'auto' or a whole number"):
             seed_processes(1, 3, 0, {ENV: bad})
+    # The transfer study's source networks: one process a core, where a seed is long enough.
+    assert source_processes(6, LONG_SOURCE_SEED, {}) == min(6, cores())
+    assert source_processes(6, LONG_SOURCE_SEED - 1, {}) == 1       # the tests' 8x8 digits, 2 epochs
+    assert source_processes(1, LONG_SOURCE_SEED, {}) == 1
+    assert source_processes(6, 0, {ENV: "3"}) == 3
+    with pytest.raises(StudyError, match=f"{ENV}='x'"):
+        source_processes(6, 0, {ENV: "x"})
 
 
 def test_a_helpers_files_are_replaced_with_the_stages(tmp_path):
@@ -186,3 +194,26 @@ def test_a_bad_process_count_is_one_line(repo, tmp_path):
     assert bad.returncode == 2
     assert err.strip().splitlines() == [f"error: {ENV}='many': must be 'auto' or a whole number of processes >= 1 "
                                         "(1 trains the seeds one after another)"]
+
+
+def test_source_networks_side_by_side_are_the_same_bytes_as_one_after_another(repo):
+    """transfer_pretrain's seeds in two processes: the same weights files (layer names included, which
+    Keras counts up within a process) and the same pretrain.json as in one process."""
+    run(repo, "dvc", "repro", "-q", "transfer_data", "transfer_settings")
+
+    def pretrain(processes: str) -> tuple[str, dict[str, bytes], bytes]:
+        done = subprocess.run([sys.executable, "-m", "stages.transfer_pretrain"], cwd=repo, text=True,
+                              env=dict(os.environ, **{ENV: processes}), capture_output=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        source = repo / paths.TRANSFER_SOURCE_DIR
+        return done.stdout, {p.name: p.read_bytes() for p in sorted(source.iterdir())}, \
+            (repo / paths.TRANSFER_PRETRAIN).read_bytes()
+
+    out, one_by_one, record = pretrain("1")
+    assert "side by side" not in out
+    out, side_by_side, record_side_by_side = pretrain("2")
+    assert "transfer_pretrain: 4 seeds in 2 processes side by side" in out
+    assert len(one_by_one) == 4 and len(set(one_by_one.values())) == 4  # four seeds, four networks
+    assert side_by_side == one_by_one
+    assert record_side_by_side == record
+    assert not [p for p in (repo / "models").rglob(".tmp-*")]

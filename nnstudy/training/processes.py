@@ -10,7 +10,8 @@ resumed stage does, so the outputs are the same bytes (tests/test_seed_processes
 
 A helper pays a process's start-up (~2-3 s: imports, JAX, the data), so it pays only where a seed's
 training is long: at small batch sizes, or over many examples (the full-size data sets; not the
-default sample, whose batch-256 seeds fit in ~3 s).
+default sample, whose batch-256 seeds fit in ~3 s). The transfer study's source networks (CNNs,
+~10 s a seed on the default sample, ~2 min at full size) train side by side too, one process a core.
 
     NNSTUDY_SEED_PROCESSES=auto   (default, Linux) every seed at once, up to PER_CORE processes a
                                   core, for batch sizes up to ONE_CORE_BATCH or seeds of at least
@@ -38,6 +39,7 @@ ENV = "NNSTUDY_SEED_PROCESSES"
 ONE_CORE_BATCH = 16        # two processes still train 1.51x one alone at 16 (bench/seed_processes.json)
 LONG_SEED = 1_000_000      # examples a seed trains on (rows x epochs): ~7 s at batch 256 on 2 cores
 PER_CORE = 2               # at most this many processes a core: each holds the data and a JAX runtime
+LONG_SOURCE_SEED = 2_000_000  # pixels a source network trains on: ~2.5 s of cnn_medium
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -64,17 +66,29 @@ def count_setting(environ: Mapping[str, str] | None, name: str, what: str, one_m
     return wanted
 
 
-def seed_processes(batch_size: int, seeds: int, examples: int = 0, environ: dict[str, str] | None = None) -> int:
-    """How many processes train a stage's `seeds` pending seeds at `batch_size`, each on `examples`
-    examples (rows x epochs); see the module."""
+def processes_for(seeds: int, pays: bool, per_core: int = PER_CORE, environ: Mapping[str, str] | None = None) -> int:
+    """How many processes train `seeds` pending seeds: NNSTUDY_SEED_PROCESSES if set, else (auto)
+    one a seed up to `per_core` a core where side by side `pays`, and one process where it does not."""
     wanted = count_setting(environ, ENV, "processes", "trains the seeds one after another")
     if wanted is None:
-        if seeds < 2 or not sys.platform.startswith("linux"):
+        if seeds < 2 or not pays or not sys.platform.startswith("linux"):
             return 1
-        if batch_size > ONE_CORE_BATCH and examples < LONG_SEED:
-            return 1
-        return min(seeds, PER_CORE * cores())
+        return min(seeds, per_core * cores())
     return max(1, min(seeds, wanted))
+
+
+def seed_processes(batch_size: int, seeds: int, examples: int = 0, environ: Mapping[str, str] | None = None) -> int:
+    """How many processes train an MLP stage's `seeds` pending seeds at `batch_size`, each on
+    `examples` examples (rows x epochs); see the module."""
+    return processes_for(seeds, batch_size <= ONE_CORE_BATCH or examples >= LONG_SEED, environ=environ)
+
+
+def source_processes(seeds: int, pixels: int, environ: Mapping[str, str] | None = None) -> int:
+    """How many processes train the transfer study's source networks (`seeds` of them, each on
+    `pixels` pixels: images x height x width x epochs). A CNN's convolutions keep ~1.4 of 2 cores
+    busy, and a third process adds nothing (default sample: 1 seed alone 10.0 s, 2 side by side
+    14.0 s, 3 21.3 s), so one process a core, where a seed is long enough to pay its start-up."""
+    return processes_for(seeds, pixels >= LONG_SOURCE_SEED, per_core=1, environ=environ)
 
 
 def _die_with_parent(parent: int) -> None:
