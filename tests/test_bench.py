@@ -102,3 +102,19 @@ def test_bench_refuses_bad_flags_and_params_files(tmp_path):
     done = bench("--full", "--params", str(elsewhere))
     assert done.returncode == 1
     assert "Fashion-MNIST not found" in done.stderr and "dataset-fashion-mnist" in done.stderr
+
+
+def test_scaleout_at_full_size_reads_every_stage_the_full_size_benchmark_timed():
+    """`python -m bench.scaleout --full` simulates the study's DAG with bench/full.json's stage times:
+    every stage but the report (which neither full-size run reproduces) has its measured time."""
+    from bench.scaleout import full_size_costs
+    from nnstudy import share
+
+    deps, _ = share.stage_graph(ROOT)
+    costs, source = full_size_costs()
+    assert set(deps) - set(costs) == {"report"} and set(costs) <= set(deps)
+    assert source["transfer_study"]["command"] == "python3 run.py bench --full --transfer-only"
+    result = share.simulate(deps, costs, (1, 4))
+    # No number of machines beats the longest stage (batch size 1, three seeds) and what it needs.
+    assert result["critical_path_seconds"] >= costs["train@batch_online"] + costs["prepare"]
+    assert result["machines"]["4"]["list_schedule_seconds"] >= result["critical_path_seconds"]
