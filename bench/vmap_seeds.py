@@ -114,6 +114,15 @@ def measure(model, data, seeds, epochs, repeats) -> dict:
     return result
 
 
+def commit() -> str:
+    """HEAD's short hash; NNSTUDY_COMMIT where there is no git (a copy of the checkout on a GPU machine)."""
+    try:
+        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        found = None
+    return (found.stdout.strip() if found and found.returncode == 0 else "") or os.environ.get("NNSTUDY_COMMIT", "unknown")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["mnist-sample", "fashion-mnist"])
@@ -138,8 +147,7 @@ def main() -> None:
         "device": str(jax.devices()[0]), "platform": jax.default_backend(), "cpus": os.cpu_count(),
         "machine": platform.machine(), "jax": jax.__version__, "seeds": args.seeds, "epochs": args.epochs,
         "repeats": args.repeats, "load_average_at_start": os.getloadavg()[0], "results": {},
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": commit(),
         "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
     for dataset in args.datasets:
@@ -152,6 +160,8 @@ def main() -> None:
                                                                       args.repeats)
             print(f"  epoch of all seeds: one by one {row['one_by_one']['epoch_seconds']:.3f} s, together "
                   f"{row['together']['epoch_seconds']:.3f} s ({row['speedup']:.2f}x)", flush=True)
+            # After every row: a run stopped half-way keeps what it measured.
+            args.output.write_text(json.dumps(result, indent=2) + "\n")
     result["load_average_at_end"] = os.getloadavg()[0]
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.output}")

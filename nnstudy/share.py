@@ -72,11 +72,8 @@ def topological(deps: Graph) -> list[str]:
     unknown = {d for ds in deps.values() for d in ds} - set(deps)
     if unknown:
         raise ValueError(f"stages depend on unknown stages: {', '.join(sorted(unknown))}")
-    children: dict[str, list[str]] = {s: [] for s in deps}
+    children = dependents(deps)
     waiting = {s: len(set(ds)) for s, ds in deps.items()}
-    for stage, ds in deps.items():
-        for d in set(ds):
-            children[d].append(stage)
     ready = sorted(s for s, n in waiting.items() if n == 0)
     heapq.heapify(ready)
     order = []
@@ -162,19 +159,33 @@ def critical_path(deps: Graph, costs: Mapping[str, float]) -> float:
     return max(finish.values(), default=0.0)
 
 
+def dependents(deps: Graph) -> dict[str, list[str]]:
+    """Each stage's readers: the stages that list it in their deps."""
+    children: dict[str, list[str]] = {s: [] for s in deps}
+    for stage, ds in deps.items():
+        for d in set(ds):
+            children[d].append(stage)
+    return children
+
+
+def levels(deps: Graph, costs: Mapping[str, float]) -> dict[str, float]:
+    """Each stage's longest path to the end of the study, its own time included: list scheduling's
+    priority (the stage that holds up the most goes first)."""
+    children = dependents(deps)
+    level: dict[str, float] = {}
+    for stage in reversed(topological(deps)):
+        level[stage] = costs.get(stage, DEFAULT_STAGE_SECONDS) + max((level[c] for c in children[stage]), default=0.0)
+    return level
+
+
 def list_schedule(deps: Graph, costs: Mapping[str, float], machines: int) -> float:
     """The wall time of greedy list scheduling on `machines`: whenever a machine is free it takes the
     ready stage with the longest path to the end (HLFET), the classic heuristic within 2x of optimal."""
     if machines < 1:
         raise ValueError(f"machines must be at least 1, got {machines}")
     order = topological(deps)
-    children: dict[str, list[str]] = {s: [] for s in deps}
-    for stage, ds in deps.items():
-        for d in ds:
-            children[d].append(stage)
-    level: dict[str, float] = {}
-    for stage in reversed(order):
-        level[stage] = costs.get(stage, DEFAULT_STAGE_SECONDS) + max((level[c] for c in children[stage]), default=0.0)
+    children = dependents(deps)
+    level = levels(deps, costs)
     waiting = {s: len(set(deps[s])) for s in deps}
     ready = [(-level[s], s) for s in order if waiting[s] == 0]
     heapq.heapify(ready)
@@ -346,11 +357,7 @@ def study_workers(environ: Mapping[str, str] | None = None) -> int:
 
 def downstream(deps: Graph, stages: set[str]) -> set[str]:
     """`stages` and every stage that reads from them, directly or not: what `dvc repro` runs again."""
-    children: dict[str, set[str]] = {s: set() for s in deps}
-    for stage, ds in deps.items():
-        for d in ds:
-            children[d].add(stage)
-    return reachable(children, stages)
+    return reachable(dependents(deps), stages)
 
 
 def changed_stages(root: Path = Path(".")) -> set[str]:
