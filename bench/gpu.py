@@ -77,8 +77,8 @@ def make_plan(settings: list[tuple[list[str], object]], overrides: dict) -> dict
 
 # --- There: the run, with the standard library alone until the stages start.
 
-def write_params(plan: dict) -> None:
-    (ROOT / "params.yaml").write_text(plan["params_yaml"])
+def write_params(plan: dict, root: Path = ROOT) -> None:
+    (root / "params.yaml").write_text(plan["params_yaml"])
 
 
 def machine() -> dict:
@@ -92,10 +92,10 @@ def machine() -> dict:
     return info
 
 
-def run_plan(plan: dict, slots: int, deadline: float, out: Path, logs: Path) -> dict:
-    """Run the plan's stages, `slots` at a time, until done or `deadline` seconds: a stage still
-    running then is stopped and reported as such; stages never started are listed."""
-    write_params(plan)
+def run_plan(plan: dict, slots: int, deadline: float, out: Path, logs: Path, root: Path = ROOT) -> dict:
+    """Run the plan's stages in `root`, `slots` at a time, until done or `deadline` seconds: a stage
+    still running then is stopped and reported as such; a failed stage's readers never start."""
+    write_params(plan, root)
     logs.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     stages = {s["name"]: s for s in plan["stages"]}
@@ -148,7 +148,7 @@ def run_plan(plan: dict, slots: int, deadline: float, out: Path, logs: Path) -> 
                        key=lambda n: -stages[n]["level"])
         for name in ready[:max(0, slots - len(running))]:
             log = (logs / f"{name}.log").open("w")
-            process = subprocess.Popen(stages[name]["cmd"], shell=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            process = subprocess.Popen(stages[name]["cmd"], shell=True, cwd=root, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
             running[name] = (process, time.perf_counter() - start)
             state[name] = "running"

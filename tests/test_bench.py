@@ -118,3 +118,48 @@ def test_scaleout_at_full_size_reads_every_stage_the_full_size_benchmark_timed()
     # No number of machines beats the longest stage (batch size 1, three seeds) and what it needs.
     assert result["critical_path_seconds"] >= costs["train@batch_online"] + costs["prepare"]
     assert result["machines"]["4"]["list_schedule_seconds"] >= result["critical_path_seconds"]
+
+
+def test_gpu_runner_schedules_by_level_skips_readers_of_a_failure_and_stops_at_its_deadline(tmp_path):
+    # bench.gpu's runner, on real processes: the stage with the longest path to the end starts first,
+    # a failed stage's readers never start, and a stage still running at the deadline is stopped.
+    from bench.gpu import run_plan
+
+    plan = {"commit": "abc1234", "params_yaml": "seed: 7\n", "settings": {}, "stages": [
+        {"name": "first", "cmd": "echo first >> order", "deps": [], "level": 9.0},
+        {"name": "long", "cmd": "echo long >> order; sleep 60", "deps": ["first"], "level": 8.0},
+        {"name": "fails", "cmd": "echo fails >> order; echo broken; exit 3", "deps": ["first"], "level": 5.0},
+        {"name": "reader", "cmd": "echo reader >> order", "deps": ["fails"], "level": 1.0},
+        {"name": "short", "cmd": "echo short >> order", "deps": ["first"], "level": 2.0},
+    ]}
+    out = tmp_path / "figures" / "gpu_study.json"
+    result = run_plan(plan, slots=2, deadline=3.0, out=out, logs=tmp_path / "logs", root=tmp_path)
+    assert (tmp_path / "params.yaml").read_text() == "seed: 7\n"
+    assert (tmp_path / "order").read_text().split() == ["first", "long", "fails", "short"]
+    assert set(result["stages_seconds"]) == {"first", "short"}
+    assert result["failed"]["fails"]["returncode"] == 3 and result["failed"]["fails"]["last_lines"] == ["broken"]
+    assert [stopped["stage"] for stopped in result["stopped_at_deadline"]] == ["long"]
+    assert result["not_started"] == ["reader"] and result["complete"] is False
+    assert result["wall_seconds"] < 30  # stopped at the deadline, not after the 60 s stage
+    assert json.loads(out.read_text()) == result
+
+
+def test_gpu_plan_holds_every_stage_with_its_command_and_the_full_size_params(tmp_path):
+    out = tmp_path / "plan.json"
+    done = subprocess.run([sys.executable, "-m", "bench.gpu", "plan", "--out", str(out), "--set", "seeds_together=true",
+                           "--set", "data.fashion_mnist_dir=.gpu/fashion-mnist"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"))
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(out.read_text())
+    study = yaml.safe_load(plan["params_yaml"])
+    assert study["data"]["dataset"] == "fashion-mnist" and study["data"]["fashion_mnist_dir"] == ".gpu/fashion-mnist"
+    assert study["seeds_together"] is True and study["seeds"] == [1, 2, 3]
+    stages = {stage["name"]: stage for stage in plan["stages"]}
+    assert stages["train@batch_online"]["cmd"] == "python -m stages.train batch_online"
+    assert stages["report"]["deps"] and all(dep in stages for s in stages.values() for dep in s["deps"])
+    order = [stage["name"] for stage in plan["stages"]]
+    assert all(order.index(dep) < order.index(name) for name, s in stages.items() for dep in s["deps"])
+    # The priority: after the data and the settings that every stage needs, batch_online's path to
+    # the end is the study's longest (1,177 s of bench/full.json's stage times).
+    trunk = {"fetch", "prepare", "settings"}
+    assert max((s for s in stages.values() if s["name"] not in trunk), key=lambda s: s["level"])["name"] == "train@batch_online"
