@@ -13,7 +13,7 @@ measured.
         --set data.fashion_mnist_dir=.gpu/fashion-mnist
     # there (a copy of the checkout with .gpu/ beside it):
     python -m bench.gpu params .gpu/plan.json           # the plan's params.yaml, for other benchmarks
-    python -m bench.gpu run .gpu/plan.json --slots 4 --deadline 400 --out $OUT/gpu_study.json
+    python -m bench.gpu run .gpu/plan.json --slots 6 --deadline 400 --out $OUT/gpu_study.json
 """
 
 import argparse
@@ -109,6 +109,7 @@ def run_plan(plan: dict, slots: int, deadline: float, out: Path, logs: Path, roo
         "not_started": [],
     }
     running: dict[str, tuple[subprocess.Popen, float]] = {}
+    log_files = {}
     start = time.perf_counter()
 
     def save() -> None:
@@ -123,6 +124,7 @@ def run_plan(plan: dict, slots: int, deadline: float, out: Path, logs: Path, roo
             if process.poll() is None:
                 continue
             del running[name]
+            log_files.pop(name).close()
             seconds = round(time.perf_counter() - start - began, 2)
             if process.returncode == 0:
                 state[name] = "done"
@@ -135,10 +137,14 @@ def run_plan(plan: dict, slots: int, deadline: float, out: Path, logs: Path, roo
             save()
         if now > deadline:
             for name, (process, began) in running.items():
-                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:  # it ended just now
+                    pass
                 result["stopped_at_deadline"].append({"stage": name, "ran_seconds": round(now - began, 1)})
-            for process, _ in running.values():
+            for name, (process, _) in running.items():
                 process.wait()
+                log_files.pop(name).close()
             break
         # Ready: every dep done. A failed dep means the stage can never run.
         for name in stages:
@@ -147,8 +153,8 @@ def run_plan(plan: dict, slots: int, deadline: float, out: Path, logs: Path, roo
         ready = sorted((n for n in stages if state[n] == "waiting" and all(state[d] == "done" for d in stages[n]["deps"])),
                        key=lambda n: -stages[n]["level"])
         for name in ready[:max(0, slots - len(running))]:
-            log = (logs / f"{name}.log").open("w")
-            process = subprocess.Popen(stages[name]["cmd"], shell=True, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+            log_files[name] = (logs / f"{name}.log").open("w")
+            process = subprocess.Popen(stages[name]["cmd"], shell=True, cwd=root, stdout=log_files[name], stderr=subprocess.STDOUT,
                                        start_new_session=True)
             running[name] = (process, time.perf_counter() - start)
             state[name] = "running"
@@ -182,7 +188,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "plan":
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.params and not args.params.is_file():
+            sys.exit(f"bench.gpu: --params {args.params}: no such file")
         overrides = yaml.safe_load(args.params.read_text()) if args.params else {}
+        if not isinstance(overrides, dict):
+            sys.exit(f"bench.gpu: --params {args.params}: expected a mapping of params.yaml's top-level keys")
         args.out.write_text(json.dumps(make_plan(args.settings, overrides), indent=2) + "\n")
         print(f"written to {args.out}")
         return
