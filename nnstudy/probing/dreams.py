@@ -30,6 +30,8 @@ GRAY = 0.5  # the start image's every pixel: no class evidence yet, and room to 
 
 # (image (1, D), target class) -> (target logit, gradient of the penalized objective), backend tensors.
 Gradient = Callable[[Any, Any], tuple[Any, Any]]
+# (start image (D,), target class, steps, learning rate) -> (final image (D,), start logit, logit after each step)
+Ascent = Callable[[np.ndarray, int, int, float], tuple[np.ndarray, float, list[float]]]
 
 
 class PreActivation(keras.layers.Layer):
@@ -93,17 +95,23 @@ def _objective(logits: Any, image: Any, target: Any, l2: float, tv: float,
     return logit - penalty, logit
 
 
-def _jax_gradient(model: keras.Model, l2: float, tv: float, image_shape: tuple[int, int]) -> Gradient:
-    import jax
-
+def _jax_score(model: keras.Model, l2: float, tv: float, image_shape: tuple[int, int]) -> tuple[Callable, list, list]:
+    """The objective as a pure function of (image, target, trainable, non_trainable), and the weights."""
     # Passed as arguments, not closed over: jit would otherwise bake the weights into the program.
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
 
-    def score(image: jax.Array, target: jax.Array, trainable: list, non_trainable: list) -> tuple:
+    def score(image: Any, target: Any, trainable: list, non_trainable: list) -> tuple:
         logits, _ = model.stateless_call(trainable, non_trainable, image, training=False)
         return _objective(logits, image, target, l2, tv, image_shape)
 
+    return score, trainable, non_trainable
+
+
+def _jax_gradient(model: keras.Model, l2: float, tv: float, image_shape: tuple[int, int]) -> Gradient:
+    import jax
+
+    score, trainable, non_trainable = _jax_score(model, l2, tv, image_shape)
     # One compiled program for every class: the target is traced, not a constant.
     value_and_grad = jax.jit(jax.value_and_grad(score, has_aux=True))
 
@@ -112,6 +120,44 @@ def _jax_gradient(model: keras.Model, l2: float, tv: float, image_shape: tuple[i
         return logit, grad
 
     return gradient
+
+
+def _jax_ascent(model: keras.Model, l2: float, tv: float, image_shape: tuple[int, int]) -> Ascent:
+    """The whole ascent as one XLA program (a lax.scan over the steps), for every class alike.
+
+    Step by step from Python, each step's image came out of an eager operation, and the next
+    gradient's last bits depended on where that buffer happened to lie in memory: the same run
+    gave other dreams in the 7th digit from one process to the next (and within one). In one
+    program XLA places every buffer itself, and the dreams are the same, run after run.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    score, trainable, non_trainable = _jax_score(model, l2, tv, image_shape)
+    value_and_grad = jax.value_and_grad(score, has_aux=True)
+
+    def run(image: jax.Array, target: jax.Array, learning_rate: jax.Array, trainable: list, non_trainable: list,
+            steps: int) -> tuple:
+        (_, start_logit), grad = value_and_grad(image, target, trainable, non_trainable)
+
+        def step(carry: tuple, _: None) -> tuple:
+            current, grad = carry
+            current = jnp.clip(current + learning_rate * grad, 0.0, 1.0)
+            (_, logit), grad = value_and_grad(current, target, trainable, non_trainable)
+            return (current, grad), logit
+
+        (final, _), logits = jax.lax.scan(step, (image, grad), None, length=steps)
+        return final, start_logit, logits
+
+    compiled = jax.jit(run, static_argnames="steps")
+
+    def ascend(image: np.ndarray, target: int, steps: int, learning_rate: float) -> tuple[np.ndarray, float, list[float]]:
+        final, start_logit, logits = compiled(jnp.asarray(image[None, :]), np.int32(target), np.float32(learning_rate),
+                                              trainable, non_trainable, steps=steps)
+        return (np.asarray(final)[0].astype(np.float32), float(start_logit),
+                [float(v) for v in np.asarray(logits)])
+
+    return ascend
 
 
 def _tensorflow_gradient(model: keras.Model, l2: float, tv: float, image_shape: tuple[int, int]) -> Gradient:
@@ -151,19 +197,30 @@ def start_image(start: str, input_dim: int, seed: int) -> np.ndarray:
     raise ValueError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
 
 
-def _ascend(gradient: Gradient, image: np.ndarray, target: int, steps: int,
-            learning_rate: float) -> tuple[np.ndarray, float, list[float]]:
-    """`steps` of gradient ascent, clipped to [0, 1]: the image, the start's logit, the logit after each step."""
-    current = ops.convert_to_tensor(image[None, :])
-    start_logit, grad = gradient(current, target)
-    logits = []
-    for _ in range(steps):
-        current = ops.clip(current + learning_rate * grad, 0.0, 1.0)
-        # The next step's gradient comes with this image's logit: one evaluation per step.
-        logit, grad = gradient(current, target)
-        logits.append(logit)
-    final = ops.convert_to_numpy(current)[0].astype(np.float32)
-    return final, float(ops.convert_to_numpy(start_logit)), [float(ops.convert_to_numpy(v)) for v in logits]
+def _stepwise_ascent(gradient: Gradient) -> Ascent:
+    """The ascent step by step from Python, around any backend's gradient (TensorFlow's)."""
+
+    def ascend(image: np.ndarray, target: int, steps: int, learning_rate: float) -> tuple[np.ndarray, float, list[float]]:
+        current = ops.convert_to_tensor(image[None, :])
+        start_logit, grad = gradient(current, target)
+        logits = []
+        for _ in range(steps):
+            current = ops.clip(current + learning_rate * grad, 0.0, 1.0)
+            # The next step's gradient comes with this image's logit: one evaluation per step.
+            logit, grad = gradient(current, target)
+            logits.append(logit)
+        final = ops.convert_to_numpy(current)[0].astype(np.float32)
+        return final, float(ops.convert_to_numpy(start_logit)), [float(ops.convert_to_numpy(v)) for v in logits]
+
+    return ascend
+
+
+def input_ascent(network: keras.Model, l2: float, tv: float, image_shape: tuple[int, int]) -> Ascent:
+    """`steps` of gradient ascent on the penalized objective, clipped to [0, 1]: (image, target, steps,
+    learning_rate) -> the image, the start's logit, the logit after each step. One XLA program on JAX."""
+    if keras.backend.backend() == "jax":
+        return _jax_ascent(logits_model(network), l2, tv, image_shape)
+    return _stepwise_ascent(input_gradient(network, l2, tv, image_shape))
 
 
 def dream(network: keras.Model, target: int, input_dim: int, steps: int, learning_rate: float, l2: float,
@@ -172,8 +229,8 @@ def dream(network: keras.Model, target: int, input_dim: int, steps: int, learnin
     """The image (input_dim,) float32 in [0, 1] that raises class `target`'s logit, and that logit after each step."""
     if math.prod(image_shape) != input_dim:
         raise ValueError(f"image_shape {image_shape} has {math.prod(image_shape)} pixels, input_dim is {input_dim}")
-    image, _, logits = _ascend(input_gradient(network, l2, tv, image_shape), start_image(start, input_dim, seed),
-                               target, steps, learning_rate)
+    image, _, logits = input_ascent(network, l2, tv, image_shape)(start_image(start, input_dim, seed), target, steps,
+                                                                  learning_rate)
     return image, logits
 
 
@@ -187,9 +244,9 @@ def dream_all(network: keras.Model, num_classes: int, input_dim: int, steps: int
     """
     if math.prod(image_shape) != input_dim:
         raise ValueError(f"image_shape {image_shape} has {math.prod(image_shape)} pixels, input_dim is {input_dim}")
-    gradient = input_gradient(network, l2, tv, image_shape)  # built (and compiled) once for every class
+    ascend = input_ascent(network, l2, tv, image_shape)  # built (and compiled) once for every class
     first = start_image(start, input_dim, seed)
-    dreams = [_ascend(gradient, first, target, steps, learning_rate) for target in range(num_classes)]
+    dreams = [ascend(first, target, steps, learning_rate) for target in range(num_classes)]
     images = np.stack([image for image, _, _ in dreams])
     # The softmax network itself, not the logits model: what the study's network says of each image.
     proba = np.asarray(network.predict(images, verbose=0), dtype=np.float64)
