@@ -1,5 +1,6 @@
 """What the benchmarks share: a study from clean in a fresh clone of HEAD, timed stage by stage."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"^Running stage '(?P<stage>[^']+)'")
 OUTPUTS = ("metrics", "results", "report/figures", "models", "data/raw", "data/prepared", "data/transfer", "tuner")
+
+
+def head_commit() -> str:
+    """HEAD's short hash; NNSTUDY_COMMIT (else 'unknown') where git cannot say, as in a copy of the
+    checkout on a machine without git (bench/gpu_machine.sh)."""
+    try:
+        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        found = None
+    return (found.stdout.strip() if found and found.returncode == 0 else "") or os.environ.get("NNSTUDY_COMMIT", "unknown")
 
 
 def timed(command: list[str], repo: Path, env: dict[str, str]) -> tuple[float, dict[str, float], str]:

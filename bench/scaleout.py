@@ -16,9 +16,9 @@ Stages without a timing file count nnstudy.share.DEFAULT_STAGE_SECONDS each.
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
 
+from bench.clone import head_commit
 from nnstudy import share
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +51,7 @@ def main() -> None:
         plan = share.partition(deps, costs, share.timed_stages(outs), n)
         overhead = sum(costs.get(s, share.DEFAULT_STAGE_SECONDS) for s in (*plan.trunk, *plan.gather))
         result["machines"][str(n)]["worker_split_seconds"] = round(max(plan.loads) + overhead, 1)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    result.update(commit=commit.strip(), timed_stages=len(costs),
+    result.update(commit=head_commit(), timed_stages=len(costs),
                   assumed_seconds_per_untimed_stage=share.DEFAULT_STAGE_SECONDS)
     if source:
         result["stage_times_from"] = source

@@ -26,6 +26,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bench.clone import head_commit
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "bench" / "seed_processes.json"
 
@@ -124,8 +126,7 @@ def main() -> None:
         "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpus": os.cpu_count(),
         "machine": platform.machine(), "processes": args.processes, "epochs": args.epochs,
         "load_average_at_start": os.getloadavg()[0], "results": {},
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": head_commit(),
     }
     for dataset in args.datasets:
         for batch_size in args.batch_sizes:

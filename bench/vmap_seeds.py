@@ -20,10 +20,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from bench.clone import head_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "bench" / "vmap_seeds.json"
@@ -114,15 +115,6 @@ def measure(model, data, seeds, epochs, repeats) -> dict:
     return result
 
 
-def commit() -> str:
-    """HEAD's short hash; NNSTUDY_COMMIT where there is no git (a copy of the checkout on a GPU machine)."""
-    try:
-        found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    except OSError:
-        found = None
-    return (found.stdout.strip() if found and found.returncode == 0 else "") or os.environ.get("NNSTUDY_COMMIT", "unknown")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["mnist-sample", "fashion-mnist"])
@@ -147,7 +139,7 @@ def main() -> None:
         "device": str(jax.devices()[0]), "platform": jax.default_backend(), "cpus": os.cpu_count(),
         "machine": platform.machine(), "jax": jax.__version__, "seeds": args.seeds, "epochs": args.epochs,
         "repeats": args.repeats, "load_average_at_start": os.getloadavg()[0], "results": {},
-        "commit": commit(),
+        "commit": head_commit(),
         "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
     for dataset in args.datasets:
