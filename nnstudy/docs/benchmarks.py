@@ -1,0 +1,329 @@
+"""docs/benchmarks.md and the README's times, from bench/*.json: every figure with the commit,
+date and machine it was measured on, and the command that measured it. A file that is missing
+gives "not measured yet", never a number.
+"""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Bench = dict[str, Any]   # file stem -> that file's JSON
+STUDY_BUDGET_S = 15 * 60
+SUITE_BUDGET_S = 10 * 60
+
+
+def load(folder: Path) -> Bench:
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
+def duration(seconds: float) -> str:
+    """768.9 -> '12 min 49 s (768.9 s)'; under a minute, seconds alone."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s ({seconds:,.1f} s)"
+
+
+def machine(found: Any) -> str:
+    """The machine a file names, in words (files write it as a mapping or as a few keys)."""
+    if isinstance(found, dict):
+        words = [f"{found['cpus']} cores" if "cpus" in found else "",
+                 found.get("gpu", "").split(",")[0], f"Python {found['python']}" if "python" in found else ""]
+        return ", ".join(word for word in words if word)
+    return str(found)
+
+
+def provenance(entry: dict, fallback_machine: Any = None, command: str = "") -> str:
+    """'commit abc1234, 2026-11-30, 2 cores, Python 3.11.7: `command`'."""
+    date = str(entry.get("measured") or entry.get("started_utc") or "date not recorded")[:10]
+    where = machine(entry.get("machine") if isinstance(entry.get("machine"), dict) else
+                    fallback_machine or ({"cpus": entry["cpus"]} if "cpus" in entry else "machine not recorded"))
+    command = entry.get("command") or command
+    said = f"commit {entry.get('commit', 'not recorded')}, {date}, {where}"
+    return f"*Measured: {said}" + (f"; `{command}`" if command else "") + ".*"
+
+
+def verdict(seconds: float, budget: float) -> str:
+    return f"{budget / 60:g} min: {'met' if seconds <= budget else '**missed**'}"
+
+
+def target(key: str, value: float) -> str:
+    if key.endswith("_seconds"):
+        return duration(value)
+    return f"{value:.2f}" if key.endswith("_share") else f"{value}x"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows), ""]
+
+
+# --- the two commands ---
+
+def study_line(bench: Bench) -> tuple[str, str]:
+    """(time, where it was measured) of `python3 run.py study`, two workers, from a fresh clone."""
+    runs = bench.get("study_workers")
+    if not runs:
+        return "not measured yet", "`python -m bench.study_workers`"
+    seconds = runs["runs"]["2"]["seconds"]
+    return duration(seconds), (f"commit {runs['commit']}, {runs['measured'][:10]}, {machine(runs['machine'])}; "
+                               f"budget {verdict(seconds, STUDY_BUDGET_S)}")
+
+
+def suite_line(bench: Bench) -> tuple[str, str]:
+    suite = bench.get("suite")
+    if not suite:
+        return "not measured yet", "`python -m bench.suite` measures it"
+    seconds = suite["seconds"]
+    return duration(seconds), (f"commit {suite['commit']}, {suite['measured'][:10]}, {machine(suite['machine'])}; "
+                               f"{suite['passed']} passed, {suite['skipped']} skipped; "
+                               f"budget {verdict(seconds, SUITE_BUDGET_S)}")
+
+
+def readme_block(bench: Bench) -> list[str]:
+    study, study_where = study_line(bench)
+    suite, suite_where = suite_line(bench)
+    return ["```bash",
+            "python3 run.py study   # the whole default study",
+            "python3 run.py test    # the test suite",
+            "```", "",
+            *table(["command", "time from a fresh clone", "measured"],
+                   [["`python3 run.py study`", f"**{study}**", study_where],
+                    ["`python3 run.py test`", f"**{suite}**", suite_where]])]
+
+
+def two_commands(bench: Bench) -> list[str]:
+    out = ["## The two commands", "",
+           "Each from a fresh clone, its `.venv` already built (a link to a built one), so the time is the "
+           "command's and not pip's.", ""]
+    runs = bench.get("study_workers")
+    if runs:
+        rows = [[f"`NNSTUDY_STUDY_WORKERS={n}`" + (" (the default on 2 cores)" if n == "2" else ""),
+                 duration(run["seconds"]), "yes" if run["dvc_status_clean"] else "**no**",
+                 "yes" if run["results_as_committed"] else "**no**"] for n, run in runs["runs"].items()]
+        out += ["### `python3 run.py study`", "", provenance(runs), "",
+                *table(["workers", "time", "`dvc status` clean", "results as committed"], rows)]
+        if "2" in runs["runs"]:
+            out += [f"Budget on 2 cores: {verdict(runs['runs']['2']['seconds'], STUDY_BUDGET_S)}. "
+                    f"Two workers against one: {runs.get('speedup_2_vs_1', '-')}x.", ""]
+    else:
+        out += ["### `python3 run.py study`", "", "Not measured yet: `python -m bench.study_workers`.", ""]
+    suite = bench.get("suite")
+    out += ["### `python3 run.py test`", ""]
+    if suite:
+        out += [provenance(suite), "",
+                *table(["whole command", "pytest alone", "passed", "skipped", "failed", "budget"],
+                       [[duration(suite["seconds"]), duration(suite["pytest_seconds"]), suite["passed"],
+                         suite["skipped"], suite["failed"], verdict(suite["seconds"], SUITE_BUDGET_S)]])]
+        if suite.get("slowest_modules"):
+            out += table(["slowest test module", "seconds (its tests' durations)"],
+                         [[f"`{name}`", seconds] for name, seconds in suite["slowest_modules"].items()])
+    else:
+        out += ["Not measured yet: `python -m bench.suite` times it from a fresh clone and writes "
+                "`bench/suite.json`. Budget: 10 min on 2 cores.", ""]
+    return out
+
+
+# --- the benchmark (run.py bench) ---
+
+def the_benchmark(bench: Bench) -> list[str]:
+    result = bench.get("results")
+    if not result:
+        return ["## The benchmark", "", "Not measured yet: `python3 run.py bench`.", ""]
+    targets, met = result["targets"], result["meets_targets"]
+    figures = {"variants_speedup_default": f"{result['variants_speedup_vs_peer']['jax_compiled']}x the peer",
+               "variants_speedup_tensorflow": f"{result['variants_speedup_vs_peer']['tensorflow_fit']}x the peer",
+               "base_study_one_seed_seconds": duration(result["base_study_one_seed_seconds"]),
+               "study_seconds": duration(result["study_seconds"]),
+               "exp_sgd_share": f"{result['exp_sgd_share']} of retraining every variant "
+                                f"({duration(result['exp_sgd_seconds'])})",
+               "noop_seconds": f"{min(result['noop_seconds'])} s"}
+    what = {"variants_speedup_default": "the 14 variants (one seed), JAX compiled, against the peer notebook",
+            "variants_speedup_tensorflow": "the same on TensorFlow",
+            "base_study_one_seed_seconds": "the base study, one seed",
+            "study_seconds": "the whole default study from clean (one `dvc repro`)",
+            "exp_sgd_share": "`dvc exp run -S optimizer=sgd` from the finished study",
+            "noop_seconds": "a no-op `dvc repro`"}
+    rows = [[what[key], figures[key], target(key, targets[key]), "yes" if ok else "**no**"] for key, ok in met.items()]
+    out = ["## The benchmark: `python3 run.py bench`", "",
+           "The peer notebook script, the 14 variants on each backend, the study from clean, an experiment "
+           "and a no-op, in one run on one machine (`bench/results.json`).", "",
+           provenance(result, command="python3 run.py bench"), "",
+           *table(["what", "measured", "target", "met"], rows),
+           *table(["backend / loop", "14 variants, one seed", "against the peer"],
+                  [[name.replace("_", " / ", 1), duration(seconds), f"{result['variants_speedup_vs_peer'][name]}x"]
+                   for name, seconds in result["variants_total_seconds"].items()]),
+           f"The peer notebook: {duration(result['peer_total_seconds'])}.", ""]
+    peer = result.get("peer_side_by_side")
+    if peer:
+        total, speed = peer["variants_total"], peer["speedup_vs_peer"]
+        out += ["### The peer, side by side: `python3 run.py bench --peer`", "", provenance(peer), "",
+                *table(["", "seconds"],
+                       [["the peer notebook", duration(peer["peer_total_seconds"])],
+                        ["our 14 variants, stage time", duration(total["stage_seconds"])],
+                        ["of which start-up", duration(total["startup_seconds"])],
+                        ["of which fitting", duration(total["fit_seconds"])],
+                        ["our 14 variants, wall time (DVC included)", duration(total["wall_seconds"])]]),
+                f"By stage time {speed['by_stage_time']}x the peer (target {peer['target_by_stage_time']}x: "
+                f"{'met' if peer['meets_target'] else '**missed**'}), by wall time {speed['by_wall_time']}x, "
+                f"by fitting alone {speed['fitting_only']}x.", ""]
+    transfer = result.get("transfer")
+    if transfer:
+        target = targets.get("transfer_study_seconds")
+        out += ["### The transfer study alone: `python3 run.py bench --transfer`", "",
+                provenance(transfer, result.get("machine"), "python3 run.py bench --transfer"), "",
+                f"{duration(transfer['transfer_study_seconds'])} from clean (target {duration(target)}: "
+                f"{'met' if transfer['meets_target'] else '**missed**'}), of which the zoo "
+                f"{duration(transfer['transfer_zoo_seconds'])} and the source network "
+                f"{duration(transfer['transfer_stages_seconds']['transfer_pretrain'])}.", ""]
+    resume = result.get("resume")
+    if resume:
+        out += ["### What checkpoints cost: `python3 run.py bench --resume`", "",
+                provenance(resume, result.get("machine"), "python3 run.py bench --resume"), "",
+                *table(["checkpoints", f"`{resume['stage']}`, seconds per run"],
+                       [[state, ", ".join(map(str, runs))] for state, runs in resume["seconds"].items()]),
+                f"Median added: {resume['added_seconds_median']} s "
+                f"(+{resume['added_share_median'] * 100:.0f} %).", ""]
+    return out
+
+
+# --- where the seeds go ---
+
+def seeds_side_by_side(bench: Bench) -> list[str]:
+    found = bench.get("seed_processes")
+    if not found:
+        return []
+    rows = [[key.replace("/batch_", ", batch "), f"{entry['alone_epoch_seconds']} s",
+             entry["2_side_by_side"]["gain"], entry["3_side_by_side"]["gain"]]
+            for key, entry in found["results"].items()]
+    out = ["## Seeds side by side: `python -m bench.seed_processes`", "",
+           "How much more 2 and 3 training processes side by side train than one alone (1.0: one process "
+           "already used every core). The median epoch of 3, the first left out.", "",
+           provenance(found, command="python -m bench.seed_processes --stage"), "",
+           *table(["data, batch size", "one process, an epoch", "gain, 2 side by side", "gain, 3 side by side"],
+                  rows)]
+    stage = found.get("stage")
+    if stage:
+        out += [f"`{stage['command']}`: " + ", ".join(
+            f"{duration(seconds[0])} in {n} process{'es' if n != '1' else ''}" for n, seconds in stage["seconds"].items())
+            + f" ({max(stage['speedup'].values())}x).", ""]
+    return out
+
+
+def seeds_in_one_program(bench: Bench) -> list[str]:
+    found = bench.get("vmap_seeds")
+    if not found:
+        return []
+    rows = [[key.replace("/", ", "), f"{entry['one_by_one']['epoch_seconds']} s",
+             f"{entry['together']['epoch_seconds']} s", f"{entry['speedup']}x"]
+            for key, entry in found["results"].items()]
+    return ["## Seeds in one program: `python -m bench.vmap_seeds`", "",
+            f"An epoch of all {len(found['seeds'])} seeds, one by one against vmapped together, on "
+            f"`{found['device']}` (medians of {found['repeats']} repeats, compilation excluded; load average "
+            f"{found['load_average_at_start']:.1f} at the start).", "",
+            provenance(found, command="python -m bench.vmap_seeds"), "",
+            *table(["data, variant", "one by one", "together", "together is"], rows)]
+
+
+# --- at full size, on more machines, on a GPU ---
+
+def full_size(bench: Bench) -> list[str]:
+    found = bench.get("full")
+    if not found:
+        return []
+    versus = found["tuned_vs_base"]
+    out = ["## The study at full size: `python3 run.py bench --full`", "",
+           f"The MLP study on {found['dataset']} from clean, 3 seeds, in a fresh clone.", "",
+           provenance(found), "",
+           *table(["part", "time"], [[part, duration(seconds)] for part, seconds in found["parts_seconds"].items()]
+                  + [["**total**", f"**{duration(found['total_seconds'])}**"]]),
+           f"Target {duration(found['target_seconds'])}: {'met' if found['meets_target'] else '**missed**'}. "
+           f"The slowest stage: `train@batch_online`, {duration(found['stages_seconds']['train@batch_online'])}.", "",
+           f"The tuned network {versus['tuned']['mean_test_accuracy'] * 100:.2f} % against the base network's "
+           f"{versus['base']['mean_test_accuracy'] * 100:.2f} % ({versus['diff_points']:+.2f} points; Welch p "
+           f"{versus['welch_p']:.3f} raw, {versus['welch_p_holm']:.2f} after Holm): {versus['verdict']}.", ""]
+    adds = found.get("transfer_adds")
+    if adds:
+        out += ["### What the transfer study adds: `python3 run.py bench --full --transfer-only`", "",
+                provenance(adds, found.get("machine")), "",
+                f"{duration(adds['seconds'])} alone from clean, of which the source networks "
+                f"(`transfer_pretrain`) {duration(adds['stages_seconds']['transfer_pretrain'])} and the zoo "
+                f"{duration(adds['stages_seconds']['transfer_zoo'])}.", ""]
+    return out
+
+
+def scale_out(bench: Bench) -> list[str]:
+    out = []
+    for stem, title in (("scaleout", "the default study"), ("scaleout_full", "the study at full size")):
+        found = bench.get(stem)
+        if not found:
+            continue
+        command = "python -m bench.scaleout" + (" --full" if stem == "scaleout_full" else "")
+        rows = [[n, duration(m["list_schedule_seconds"]) + f" ({m['speedup']}x)", duration(m["lower_bound_seconds"]),
+                 duration(m["worker_split_seconds"])] for n, m in found["machines"].items()]
+        out += [f"## Scale-out, {title}: `{command}`", "",
+                f"Simulated from committed stage times and the DAG of `dvc.yaml` ({found['stages']} stages, "
+                f"{found['timed_stages']} timed, the others {found['assumed_seconds_per_untimed_stage']} s each; "
+                f"pulls and pushes not counted). In series {duration(found['serial_seconds'])}, critical path "
+                f"{duration(found['critical_path_seconds'])}.", "",
+                f"*Simulated at commit {found['commit']}" + ("; stage times from " + ", ".join(
+                    f"{part} ({source['command']}, commit {source['commit']}, {source['measured'][:10]})"
+                    for part, source in found["stage_times_from"].items()) if "stage_times_from" in found else "")
+                + ".*", "",
+                *table(["machines", "list scheduling", "lower bound", "`run.py worker` split + gather"], rows)]
+    return out
+
+
+def gpu(bench: Bench) -> list[str]:
+    found = bench.get("gpu")
+    if not found:
+        return []
+    study = found["study"]
+    rows = [[part, entry["stages"], duration(entry["cpu_seconds"]), duration(entry["gpu_seconds"])]
+            for part, entry in study["parts_seconds_gpu_vs_cpu"].items()]
+    return ["## On a GPU: `python -m bench.gpu`", "",
+            "The full-size study's stage commands in the DAG's order, 6 at a time, `seeds_together: true`, "
+            f"stopped at a deadline of {duration(study['deadline_seconds'])}; DVC's own bookkeeping is not "
+            "in these figures.", "",
+            provenance(found), "",
+            f"Target {duration(found['target_seconds'])}: {'met' if found['meets_target'] else '**missed**'}: "
+            f"{study['stages_done']} of {study['stages']} stages done in {duration(study['wall_seconds'])}"
+            + ("." if study["complete"] else ", the rest stopped at the deadline or not started."), "",
+            *table(["part (the stages done)", "stages", f"2 cores ({study['cpu_from'].split(' (')[0]})", "GPU"],
+                   rows)]
+
+
+def gate(bench: Bench) -> list[str]:
+    found = bench.get("gate_calibration")
+    if not found:
+        return []
+    rows = [[family.replace("=", ", seeds "), entry["welch_detects_80pct_points"], entry["gate_band_points"],
+             f"{entry['family_wise_false_alarm_rate'] * 100:.1f} %"]
+            for family, entry in found["seed_counts_compared"].items()]
+    return ["## The gate and the verdicts, calibrated: `python -m bench.gate_calibration`", "",
+            "Replicate studies on disjoint seeds, drawn again and again. The statistics page explains the rules.", "",
+            provenance(found, "two machines' replicate studies"), "",
+            f"Whole studies with any false alarm: {found['family_wise_false_alarm_rate']['new_rule'] * 100:.1f} % of "
+            f"{found['random_draws']:,} draws (target {found['family_wise_false_alarm_rate']['target'] * 100:.0f} %). "
+            f"Smallest drop the gate fails (median band), in points: " + ", ".join(
+                f"{family} {points}" for family, points in found["detectable_drop_points"].items() if family != "what")
+            + ".", "",
+            *table(["family, seeds per study", "Welch finds with 80 % power (points)", "the gate's band (points)",
+                    "draws with a false alarm"], rows)]
+
+
+SECTIONS: tuple[Callable[[Bench], list[str]], ...] = (
+    two_commands, the_benchmark, seeds_side_by_side, seeds_in_one_program, full_size, scale_out, gpu, gate)
+
+
+def render(bench: Bench) -> str:
+    out = ["# Benchmarks", "",
+           "<!-- Generated by `python -m nnstudy.docs` from bench/*.json; do not edit. -->", "",
+           "Every figure here is read from a committed file in `bench/`, with the commit, date and machine it "
+           "was measured on and the command that measured it; rerun the command, commit its JSON and run "
+           "`python -m nnstudy.docs` to update this page. Times on a shared machine vary with its load: compare "
+           "figures measured in one run, side by side.", ""]
+    for section in SECTIONS:
+        out += section(bench)
+    return "\n".join(out).rstrip() + "\n"
