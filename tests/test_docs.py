@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.suite import summary
 from nnstudy.core import checks
@@ -40,7 +41,7 @@ def test_a_changed_benchmark_makes_the_page_and_the_readme_stale(tmp_path):
     runs = json.loads(path.read_text())
     runs["runs"]["2"]["seconds"] = 1000.0
     path.write_text(json.dumps(runs))
-    assert set(stale(root)) == {root / "docs" / "benchmarks.md", root / "README.md"}
+    assert set(stale(root)) == {root / "docs" / "benchmarks.md", root / "README.md", root / "docs" / "index.md"}
 
 
 def test_a_changed_comment_in_params_makes_the_reference_stale(tmp_path):
@@ -76,9 +77,10 @@ def test_the_reference_is_what_the_validators_say(monkeypatch):
     # Another validator, another page: the cell is the validator's own message.
     monkeypatch.setitem(core.DATA_SCHEMA, "val_fraction", checks.number(0.1, 0.5))
     assert "| `data.val_fraction` | `0.2` | a number >= 0.1, <= 0.5 |" in reference.render(text)
-    # Every key of params.yaml has its row.
-    for path in reference.leaves(__import__("yaml").safe_load(text)):
-        if not isinstance(reference._value(__import__("yaml").safe_load(text), path), dict):
+    # Every key of params.yaml that holds a value has its row.
+    raw = yaml.safe_load(text)
+    for path in reference.leaves(raw):
+        if not isinstance(reference._value(raw, path), dict):
             assert f"| `{reference.dotted(path)}` |" in page, path
 
 

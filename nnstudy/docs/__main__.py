@@ -1,5 +1,6 @@
 """python -m nnstudy.docs: write the generated pages (docs/params.md, docs/benchmarks.md) and the
-README's block of times; `--check` writes nothing and exits 1 naming each file that is stale."""
+block of times on the two front pages (README.md, docs/index.md); `--check` writes nothing and
+exits 1 naming each file that is stale."""
 
 import argparse
 import re
@@ -12,12 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- times: begin (python -m nnstudy.docs) -->", "<!-- times: end -->"
 
 
-def with_block(readme: str, block: list[str]) -> str:
-    """The README with the text between its markers replaced by `block`."""
+FRONT_PAGES = ("README.md", "docs/index.md")
+
+
+def with_block(page: Path, block: list[str]) -> str:
+    """A front page with the text between its markers replaced by `block`."""
+    text = page.read_text(encoding="utf-8")
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(readme):
-        raise SystemExit(f"nnstudy.docs: README.md has no {BEGIN} ... {END} markers; put them where the times go")
-    return pattern.sub(lambda _: "\n".join([BEGIN, *block, END]), readme)
+    if not pattern.search(text):
+        raise SystemExit(f"nnstudy.docs: {page.name} has no {BEGIN} ... {END} markers; put them where the times go")
+    return pattern.sub(lambda _: "\n".join([BEGIN, *block, END]), text)
 
 
 def generated(root: Path) -> dict[Path, str]:
@@ -26,8 +31,7 @@ def generated(root: Path) -> dict[Path, str]:
     return {
         root / "docs" / "params.md": reference.render((root / "params.yaml").read_text(encoding="utf-8")),
         root / "docs" / "benchmarks.md": benchmarks.render(bench),
-        root / "README.md": with_block((root / "README.md").read_text(encoding="utf-8"),
-                                       benchmarks.readme_block(bench)),
+        **{root / page: with_block(root / page, benchmarks.readme_block(bench)) for page in FRONT_PAGES},
     }
 
 

@@ -170,10 +170,10 @@ def the_benchmark(bench: Bench) -> list[str]:
                 f"by fitting alone {speed['fitting_only']}x.", ""]
     transfer = result.get("transfer")
     if transfer:
-        target = targets.get("transfer_study_seconds")
+        goal = targets.get("transfer_study_seconds")
         out += ["### The transfer study alone: `python3 run.py bench --transfer`", "",
                 provenance(transfer, result.get("machine"), "python3 run.py bench --transfer"), "",
-                f"{duration(transfer['transfer_study_seconds'])} from clean (target {duration(target)}: "
+                f"{duration(transfer['transfer_study_seconds'])} from clean (target {duration(goal)}: "
                 f"{'met' if transfer['meets_target'] else '**missed**'}), of which the zoo "
                 f"{duration(transfer['transfer_zoo_seconds'])} and the source network "
                 f"{duration(transfer['transfer_stages_seconds']['transfer_pretrain'])}.", ""]
