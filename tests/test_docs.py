@@ -61,6 +61,13 @@ def test_the_readme_says_not_measured_rather_than_a_number():
     assert "10 min: **missed**" in block
 
 
+def test_every_page_closes_its_code_blocks():
+    # An unclosed ``` turns the rest of a page into code, and a strict build does not notice.
+    for page in (ROOT / "docs").glob("*.md"):
+        fences = [line for line in page.read_text().splitlines() if line.startswith("```")]
+        assert len(fences) % 2 == 0, page.name
+
+
 def test_the_readme_is_a_front_page_with_its_times_on_the_first_screen():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= 200
