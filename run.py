@@ -6,7 +6,7 @@
     python3 run.py test      # the test suite
     python3 run.py check     # the regression gate: reproduced metrics vs the committed baseline
     python3 run.py bench     # time the study from clean (writes bench/results.json)
-    python3 run.py worker --workers N --index I   # this machine's share of the study (README: Working as a team)
+    python3 run.py worker --workers N --index I   # this machine's share of the study (docs/team.md)
     python3 run.py publish   # every stage into the run-cache, pushed with its outputs to the DVC remote
 
 With a DVC remote configured, `study` runs `dvc repro --pull`: whatever the remote (or its

@@ -316,7 +316,7 @@ def worker(workers: int, index: int, root: Path = Path(".")) -> int:
         return 2
     remotes = subprocess.run(["dvc", "remote", "list"], cwd=root, capture_output=True, text=True, check=True).stdout
     if not remotes.strip():
-        print("worker: no DVC remote is configured; add one first (README: Working as a team)", file=sys.stderr)
+        print("worker: no DVC remote is configured; add one first (docs/team.md: A remote)", file=sys.stderr)
         return 2
     share = plan(workers, root)
     stages = share.workers[index]
