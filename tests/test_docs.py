@@ -3,6 +3,7 @@ the validators, and the MkDocs site built strictly (a broken link fails it)."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,20 @@ def test_the_readme_is_a_front_page_with_its_times_on_the_first_screen():
     first_screen = "\n".join(lines[:40])
     assert "python3 run.py study" in first_screen and "python3 run.py test" in first_screen
     assert "time from a fresh clone" in first_screen
+
+
+def test_the_readmes_links_lead_somewhere():
+    # The README is not part of the site, so the strict build does not check its links.
+    readme = (ROOT / "README.md").read_text()
+    for target in re.findall(r"\]\(([^)]+)\)", readme):
+        if target.startswith("https://"):
+            continue
+        path, _, anchor = target.partition("#")
+        assert (ROOT / path).is_file(), target
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h.lower()).strip().replace(" ", "-") for h in headings}
+            assert anchor in slugs, target
 
 
 def test_the_reference_is_what_the_validators_say(monkeypatch):
