@@ -18,6 +18,9 @@ import yaml
 from nnstudy.core import params as core
 from nnstudy.core.errors import ParamError
 
+# What validates the whole of params.yaml (the transfer study's section included): the reference
+# asks it about each key.
+validate = core.parse
 # Mappings listed entry by entry, not key by key: their keys are names the user chooses.
 NAMED = ("variants", "tune.spaces", "transfer.arms", "stats.questions", "transfer.min_seeds")
 KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_]+):(?P<rest>.*)$")
@@ -112,14 +115,14 @@ def comments(text: str) -> Comments:
     return found
 
 
-Path_ = tuple[Any, ...]   # a key path: ("transfer", "min_seeds", 10)
+KeyPath = tuple[Any, ...]   # a key path: ("transfer", "min_seeds", 10)
 
 
-def dotted(path: Path_) -> str:
+def dotted(path: KeyPath) -> str:
     return ".".join(map(str, path))
 
 
-def leaves(raw: dict, prefix: Path_ = ()) -> list[Path_]:
+def leaves(raw: dict, prefix: KeyPath = ()) -> list[KeyPath]:
     """Every key path of params.yaml in file order: a mapping's own path, then its keys' (a
     mapping in NAMED: its entries, whose keys are names the user chose)."""
     found = []
@@ -131,7 +134,7 @@ def leaves(raw: dict, prefix: Path_ = ()) -> list[Path_]:
     return found
 
 
-def _set(raw: dict, path: Path_, value: Any) -> dict:
+def _set(raw: dict, path: KeyPath, value: Any) -> dict:
     changed = copy.deepcopy(raw)
     node = changed
     for key in path[:-1]:
@@ -140,11 +143,11 @@ def _set(raw: dict, path: Path_, value: Any) -> dict:
     return changed
 
 
-def refusal(raw: dict, path: Path_, value: Any) -> str | None:
+def refusal(raw: dict, path: KeyPath, value: Any) -> str | None:
     """What the validators say to params.yaml with `path` set to `value`: their message about this
     key (None when it passes, or when what fails is another key)."""
     try:
-        core.parse(_set(raw, path, value))
+        validate(_set(raw, path, value))
     except ParamError as error:
         message = str(error)
         return message if message.startswith(dotted(path)) else None
@@ -195,14 +198,14 @@ def _default(value: Any) -> str:
     return "`" + yaml.safe_dump(value, default_style=None).removesuffix("\n...\n").strip() + "`"
 
 
-def _value(raw: dict, path: Path_) -> Any:
+def _value(raw: dict, path: KeyPath) -> Any:
     node: Any = raw
     for key in path:
         node = node[key]
     return node
 
 
-def _group(raw: dict, path: Path_) -> str:
+def _group(raw: dict, path: KeyPath) -> str:
     """A mapping at the top is its own section; the top's plain keys are the base network's or not."""
     if len(path) > 1 or isinstance(raw[path[0]], dict):
         return path[0]
@@ -216,7 +219,7 @@ def render(params_text: str) -> str:
     """The reference page for this params.yaml (its text: the comments are read from it)."""
     raw = yaml.safe_load(params_text)
     notes = comments(params_text)
-    groups: dict[str, list[Path_]] = {}
+    groups: dict[str, list[KeyPath]] = {}
     for path in leaves(raw):
         groups.setdefault(_group(raw, path), []).append(path)
     out = ["# params.yaml reference", "",
