@@ -115,6 +115,17 @@ def difference_interval(a: Sequence[float], b: Sequence[float], confidence: floa
     return max(low, -1.0) * 100, min(high, 1.0) * 100
 
 
+def paired_interval(a: Mapping[int, float], b: Mapping[int, float], confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean per-seed difference b - a over the shared seeds, in points,
+    cut at the ends of the scale (no difference of two accuracies passes ±100 points): the interval
+    of the paired test, so that verdict and interval agree."""
+    x, y = shared_pairs(a, b)
+    if x.size < 2:
+        return math.nan, math.nan
+    low, high = t_interval(y - x, confidence)
+    return max(low, -1.0) * 100, min(high, 1.0) * 100
+
+
 def sampling_points(accuracy: float, test_size: int) -> float:
     """The standard error, in points, that sampling `test_size` test images alone gives an accuracy
     (binomial): beside the seed-to-seed spread, how much of a result is the test set's draw."""
@@ -262,7 +273,8 @@ def compare(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """One row per (question, a, b): mean test accuracy of each over its seeds, the change in points
-    (b - a) with its interval (difference_interval), the p-values and the verdict.
+    (b - a) with its interval (paired_interval with `paired`, else difference_interval), the p-values
+    and the verdict.
 
     The verdict is about a design choice, so the seed is its unit: the test is Welch's across seeds
     or, with `paired`, the paired t over shared seeds (variants of one architecture share a seed's
@@ -283,7 +295,8 @@ def compare(
                 raise KeyError(f"{question}: no predictions or accuracies for {name!r}")
         values_a, values_b = list(accuracies[a].values()), list(accuracies[b].values())
         mean_a, mean_b = spread(values_a)["mean"], spread(values_b)["mean"]
-        low, high = difference_interval(values_a, values_b, confidence)
+        low, high = (paired_interval(accuracies[a], accuracies[b], confidence) if paired
+                     else difference_interval(values_a, values_b, confidence))
         test_p = paired_p(accuracies[a], accuracies[b]) if paired else welch_p(values_a, values_b)
         rows.append({
             "question": question, "a": a, "b": b, "mean_a": mean_a, "mean_b": mean_b,
@@ -301,7 +314,10 @@ def compare(
         table[f"{column}_holm"] = holm(table[column].tolist())
     # A NaN p (nothing tested) compares False: never significant, never equivalent.
     table["significant"] = ((table["p_holm"] < alpha) & table["seeds_agree"]).astype(bool)
-    table["equivalent"] = (~table["significant"] & (table["tost_p_holm"] < alpha)).astype(bool)
+    # TOST is the 90 % interval inside ±m; the printed 95 % interval must be inside too, or the
+    # table would show "equivalent within ±1" next to [-1.4, +1.4].
+    inside = (table["ci_low_points"] >= -margin_points) & (table["ci_high_points"] <= margin_points)
+    table["equivalent"] = (~table["significant"] & (table["tost_p_holm"] < alpha) & inside).astype(bool)
     table["verdict"] = [
         SIGNIFICANT if sig else equivalent_words(margin_points) if eq else NOT_TESTED if pd.isna(p) else INCONCLUSIVE
         for sig, eq, p in zip(table["significant"], table["equivalent"], table["p"])]
@@ -320,7 +336,7 @@ def _p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
 
-def _step(table: pd.DataFrame, a: str, b: str) -> tuple[pd.Series, int] | None:
+def step_row(table: pd.DataFrame, a: str, b: str) -> tuple[pd.Series, int] | None:
     """The table's row comparing a and b, in either orientation, and +1 / -1 for which."""
     forward = table[(table["a"] == a) & (table["b"] == b)]
     if not forward.empty:
@@ -406,7 +422,7 @@ def series_finding(
     head = f"test accuracy {_direction(measured)} from {values}"
     steps = []
     for a, b in zip(names, names[1:]):
-        found = _step(table, a, b)
+        found = step_row(table, a, b)
         if found is None:
             steps.append(f"{label(a)} → {label(b)} not tested")
         else:
