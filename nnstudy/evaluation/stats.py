@@ -446,3 +446,61 @@ def best_variant(summary: Mapping[str, dict], exclude: str = "final") -> str | N
     if not plain:
         return None
     return max(plain, key=lambda n: (round(score(summary[n]), 9), -plain.index(n)))
+
+
+# --- power after Holm, by simulation ---
+
+def _welch_p_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Welch p-values row by row (the last axis holds the seeds)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        return scipy_stats.ttest_ind(a, b, axis=-1, equal_var=False).pvalue
+
+
+def _holm_rejects_first(p_first: np.ndarray, p_others: np.ndarray, alpha: float) -> np.ndarray:
+    """Per simulation, whether Holm's step-down at alpha rejects the first hypothesis (p_first)
+    among it and the others (p_others: simulations x (m - 1))."""
+    m = p_others.shape[-1] + 1
+    ordered = np.sort(np.concatenate([p_first[:, None], p_others], axis=1), axis=1)
+    passes = np.logical_and.accumulate(ordered <= alpha / (m - np.arange(m)), axis=1)
+    rank = (p_others < p_first[:, None]).sum(axis=1)   # where the first one sits in the order
+    return passes[np.arange(len(p_first)), rank]
+
+
+def power_after_holm(effect_points: float, sigma_points: float, n: int, m: int, alpha: float = 0.05,
+                     simulations: int = 20_000, seed: int = 0) -> float:
+    """The chance that compare() calls a true difference of `effect_points` significant: Welch's
+    t on n seeds a side (normal, std sigma_points), Holm among m comparisons whose other m - 1 are
+    true nulls (the least favourable case: every other p is noise), and every seed (three in four
+    of more) moving with the means."""
+    return float(_power_curve([effect_points], sigma_points, n, m, alpha, simulations, seed)[0])
+
+
+def _power_curve(effects: Sequence[float], sigma: float, n: int, m: int, alpha: float, simulations: int,
+                 seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((simulations, n)), rng.standard_normal((simulations, n))
+    others = _welch_p_rows(rng.standard_normal((simulations, m - 1, n)), rng.standard_normal((simulations, m - 1, n)))
+    need = math.ceil(AGREE_SHARE * n - 1e-9) if n > 3 else n
+    powers = []
+    for effect in effects:
+        shifted = b + effect / sigma
+        p = _welch_p_rows(a, shifted)
+        direction = np.sign(shifted.mean(axis=1) - a.mean(axis=1))
+        agree = (np.sign(shifted - a) == direction[:, None]).sum(axis=1) >= need
+        powers.append(float(np.mean(_holm_rejects_first(p, others, alpha) & agree & (direction != 0))))
+    return np.array(powers)
+
+
+def detectable_effect(sigma_points: float, n: int, m: int, alpha: float = 0.05, power: float = 0.8,
+                      simulations: int = 20_000, seed: int = 0) -> float:
+    """The smallest difference (points) that power_after_holm finds with the given power, by
+    bisection on common random numbers (the power curve is then monotone in the effect)."""
+    low, high = 0.0, 40.0 * sigma_points
+    for _ in range(25):
+        middle = (low + high) / 2
+        if _power_curve([middle], sigma_points, n, m, alpha, simulations, seed)[0] >= power:
+            high = middle
+        else:
+            low = middle
+    return high
