@@ -310,3 +310,45 @@ def test_series_finding_mixed_and_diverged():
 def test_series_finding_direction_follows_the_printed_numbers():
     summary = {"a": acc(0.9281), "b": acc(0.9279)}  # both print as 92.8
     assert "stays level" in series_finding("Q", ["a", "b"], summary, steps_table(("a", "b", 0.9, "inconclusive")))
+
+
+# --- power after Holm ---
+
+def test_holm_inside_the_power_simulation_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    from nnstudy.evaluation.stats import _holm_rejects_first
+
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0, 0.03, (40, 6))  # statsmodels takes ~0.1 s a call here
+    got = _holm_rejects_first(p[:, 0], p[:, 1:], 0.05)
+    want = [multipletests(row, alpha=0.05, method="holm")[0][0] for row in p]
+    assert got.tolist() == want
+
+
+def test_power_after_holm_is_welchs_power_for_one_comparison_and_falls_with_more():
+    from statsmodels.stats.power import TTestIndPower
+
+    from nnstudy.evaluation.stats import detectable_effect, power_after_holm
+
+    # One comparison, 10 seeds a side: at most Student's power (Welch's at equal variances), the
+    # seeds-agree rule (8 of 10 seed pairs moving with the means) taking its toll; all of it at a
+    # difference of 3 standard deviations.
+    alone = power_after_holm(1.0, 1.0, 10, 1, simulations=20_000)
+    student = TTestIndPower().power(effect_size=1.0, nobs1=10, alpha=0.05)
+    assert 0.6 * student <= alone <= student + 0.02
+    assert power_after_holm(3.0, 1.0, 10, 1, simulations=5000) > 0.95
+    assert power_after_holm(1.5, 0.5, 3, 20, simulations=5000) < power_after_holm(1.5, 0.5, 3, 1, simulations=5000)
+    smallest = detectable_effect(0.5, 3, 20, simulations=5000)
+    assert power_after_holm(smallest, 0.5, 3, 20, simulations=5000) >= 0.8
+    assert detectable_effect(0.5, 6, 20, simulations=5000) < smallest
+
+
+def test_the_paired_interval_is_the_t_interval_of_the_differences():
+    from nnstudy.evaluation.stats import paired_interval
+
+    a, b = {1: 0.90, 2: 0.92, 3: 0.91}, {1: 0.89, 2: 0.905, 3: 0.90}
+    want = scipy.stats.ttest_rel([0.89, 0.905, 0.90], [0.90, 0.92, 0.91]).confidence_interval()
+    assert paired_interval(a, b) == pytest.approx((want.low * 100, want.high * 100))
+    wild = paired_interval({1: 0.95, 2: 0.95, 3: 0.95}, {1: 0.10, 2: 0.95, 3: 0.05})
+    assert wild[0] == -100.0 and wild[1] <= 100.0  # cut at the end of the scale

@@ -8,6 +8,7 @@ libraries (scipy.stats, statsmodels); this module only chooses them, pairs the d
 the degenerate cases the libraries leave as NaN or warnings.
 """
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -476,11 +477,19 @@ def power_after_holm(effect_points: float, sigma_points: float, n: int, m: int, 
     return float(_power_curve([effect_points], sigma_points, n, m, alpha, simulations, seed)[0])
 
 
-def _power_curve(effects: Sequence[float], sigma: float, n: int, m: int, alpha: float, simulations: int,
-                 seed: int) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _null_draws(n: int, m: int, simulations: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The simulation's standard normal seeds of the tested pair and the other m - 1 comparisons'
+    p-values: drawn once per shape, so a bisection over the effect reuses them."""
     rng = np.random.default_rng(seed)
     a, b = rng.standard_normal((simulations, n)), rng.standard_normal((simulations, n))
     others = _welch_p_rows(rng.standard_normal((simulations, m - 1, n)), rng.standard_normal((simulations, m - 1, n)))
+    return a, b, others
+
+
+def _power_curve(effects: Sequence[float], sigma: float, n: int, m: int, alpha: float, simulations: int,
+                 seed: int) -> np.ndarray:
+    a, b, others = _null_draws(n, m, simulations, seed)
     need = math.ceil(AGREE_SHARE * n - 1e-9) if n > 3 else n
     powers = []
     for effect in effects:
@@ -497,7 +506,7 @@ def detectable_effect(sigma_points: float, n: int, m: int, alpha: float = 0.05, 
     """The smallest difference (points) that power_after_holm finds with the given power, by
     bisection on common random numbers (the power curve is then monotone in the effect)."""
     low, high = 0.0, 40.0 * sigma_points
-    for _ in range(25):
+    for _ in range(20):
         middle = (low + high) / 2
         if _power_curve([middle], sigma_points, n, m, alpha, simulations, seed)[0] >= power:
             high = middle
