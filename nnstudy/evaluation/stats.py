@@ -27,7 +27,7 @@ from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 COMPARE_COLUMNS = [
     "question", "a", "b", "mean_a", "mean_b", "diff_points", "ci_low_points", "ci_high_points", "test",
     "mcnemar_p", "mcnemar_p_holm", "welch_p", "welch_p_holm", "p", "p_holm", "tost_p", "tost_p_holm", "margin_points",
-    "seeds_agree", "significant", "equivalent", "verdict",
+    "seeds_agree", "significant", "equivalent", "verdict", "detectable_points",
 ]
 SIGNIFICANT = "significant"
 INCONCLUSIVE = "inconclusive"
@@ -322,8 +322,23 @@ def compare(
     table["verdict"] = [
         SIGNIFICANT if sig else equivalent_words(margin_points) if eq else NOT_TESTED if pd.isna(p) else INCONCLUSIVE
         for sig, eq, p in zip(table["significant"], table["equivalent"], table["p"])]
+    # What an inconclusive row could have seen: the difference found with 80 % power after Holm
+    # among the tested rows, at the row's own seed noise and seed count (Welch's test).
+    tested = int(table["p"].notna().sum())
+    table["detectable_points"] = [
+        row_detectable(accuracies[a], accuracies[b], tested, alpha) if not pd.isna(p) else math.nan
+        for a, b, p in zip(table["a"], table["b"], table["p"])]
     return table.astype({"diff_points": float, "mean_a": float, "mean_b": float,
                          "ci_low_points": float, "ci_high_points": float})
+
+
+def row_detectable(a: Mapping[int, float], b: Mapping[int, float], tested: int, alpha: float) -> float:
+    """detectable_effect at the two sides' root-mean-square std over seeds and the fewer seeds."""
+    x, y = finite(list(a.values())), finite(list(b.values()))
+    if x.size < 2 or y.size < 2:
+        return math.nan
+    sigma = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2) * 100
+    return detectable_effect(sigma, int(min(x.size, y.size)), max(tested, 1), alpha, simulations=4000) if sigma else 0.0
 
 
 # --- a generated sentence per study question ---
@@ -357,11 +372,16 @@ def change_text(row: Mapping[str, Any], sign: int = 1) -> str:
 
 
 def step_text(row: Mapping[str, Any], sign: int = 1) -> str:
-    """A step's verdict, its change with interval and the Holm-adjusted p behind the verdict:
-    'inconclusive (-0.3 points [-1.2, +0.6], p = 0.41)'."""
+    """A step's verdict, its change with interval and the Holm-adjusted p behind the verdict, and
+    for an inconclusive one the smallest difference it could have detected (80 % power after Holm):
+    'inconclusive (-0.3 points [-1.2, +0.6], p = 0.41, it could detect 4.9 points)'."""
     verdict = str(row["verdict"])
     p = row["tost_p_holm"] if verdict.startswith("equivalent") else row["p_holm"]
     parts = [change_text(row, sign)] + ([] if pd.isna(p) else [_p_text(float(p))])
+    detectable = row.get("detectable_points", math.nan)
+    if verdict == INCONCLUSIVE and not pd.isna(detectable):
+        parts.append(f"it could detect {detectable:.1f} points" if detectable < 100 else
+                     "its seeds spread too far to detect any difference")
     return f"{verdict} ({', '.join(parts)})"
 
 
