@@ -28,21 +28,22 @@ The test, per entry, is a moderated statistic on medians (docs/statistics.md):
   tail p < 0.05 / entries, e.g. a variant that collapsed on some seeds) is left out of the fit and
   keeps its own variance (d0 = 0 for it).
 - *Critical values by simulation*: the statistic (median now - median before) / s has no Student
-  t distribution (medians, and s shrunk toward a prior). Its lower alpha/m quantile is simulated
-  under the fitted model (normal seeds, sigma^2 drawn from the prior) for the entry's seed counts,
-  seeded and cached per shape. band = max(tolerance, critical * s) points, m the number of entries
-  gated on accuracy (Bonferroni: the family-wise false-alarm rate stays near alpha).
-The calibration, recomputed from committed per-seed data: bench/gate_calibration.py.
+  t distribution (medians, and s shrunk toward a fitted prior). The critical value is simulated
+  for the whole family at its fitted d0 (normal seeds, sigma^2 drawn from the prior, the prior
+  re-fitted in every simulated family): the value at which any of its entries fails by noise with
+  the family's share of the family-wise alpha (shared by entry count across families). Seeded and
+  cached per shape. band = max(tolerance, critical * s) points.
+The calibration, recomputed from committed per-seed data alone: python -m bench.gate_calibration.
 """
 
 import argparse
 import functools
-from collections import Counter
 import json
 import math
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,7 +1,6 @@
 """Tests of the regression gate (nnstudy.check): the band, the verdicts, reading revisions, the CLI."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -9,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.stats
 
 from scipy.special import polygamma
 

@@ -352,3 +352,23 @@ def test_the_paired_interval_is_the_t_interval_of_the_differences():
     assert paired_interval(a, b) == pytest.approx((want.low * 100, want.high * 100))
     wild = paired_interval({1: 0.95, 2: 0.95, 3: 0.95}, {1: 0.10, 2: 0.95, 3: 0.05})
     assert wild[0] == -100.0 and wild[1] <= 100.0  # cut at the end of the scale
+
+
+# --- the stats section of params.yaml ---
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.update(margins={"mlp": 1.0}), r"stats.margins: missing key\(s\): transfer"),
+    (lambda s: s.update(margins={"mlp": 0, "transfer": 3.0}), r"stats.margins.mlp: must be > 0.0, got 0"),
+    (lambda s: s.update(paired="yes"), r"stats.paired: must be true or false"),
+])
+def test_bad_margins_or_pairing_are_one_clear_line(change, message):
+    import yaml
+
+    from nnstudy.core import params
+    from nnstudy.core.errors import ParamError
+
+    raw = yaml.safe_load(params.paths.PARAMS.read_text())
+    assert params.parse(raw).stats.margins.transfer == 3.0
+    change(raw["stats"])
+    with pytest.raises(ParamError, match=message):
+        params.parse(raw)
