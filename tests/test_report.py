@@ -80,3 +80,21 @@ def test_the_noise_note_sets_the_test_sets_draw_beside_the_seeds():
                "b": {"diverged": True, "accuracy": {"mean": 0.1, "std": 0.0, "n": 3}}}
     text = noise_note(summary, 1000)
     assert "0.81 points" in text and "0.50 points" in text and "1,000 test images" in text
+
+
+def test_an_axis_finding_names_each_other_value_by_its_verdict():
+    from nnstudy.report.sections import axis_finding
+
+    table = pd.DataFrame({
+        "value": ["1", "2", "3", "4"], "point": ["p1", "p2", "p3", "p4"],
+        "accuracy_mean": [0.90, 0.95, 0.949, 0.80], "val_accuracy_mean": [0.90, 0.96, 0.95, 0.81],
+        "accuracy": ["90.0", "95.0", "94.9", "80.0"]})
+    comparisons = pd.DataFrame([
+        {"a": "p2", "b": "p1", "verdict": "inconclusive"},
+        {"a": "p2", "b": "p3", "verdict": "equivalent within ±1"},
+        {"a": "p4", "b": "p2", "verdict": "significant"}])
+    text = axis_finding("depth", table, comparisons)
+    assert "the best on validation is 2" in text
+    assert "2 differs significantly from 1 of the 3 other values (4)" in text
+    assert "is equivalent to 3 (equivalent within ±1)" in text and "inconclusive against 1." in text
+    assert "within noise" not in text
