@@ -14,44 +14,44 @@ gated only on its flag (its accuracy is chance); `final` (the tuned network) onl
 Hyperband may pick another configuration, which alone is no regression. Exit 2: unreadable input
 (a missing or malformed summary, an unknown revision), with a line saying which.
 
-The test, per entry, is a moderated t on medians. Measured on replicate studies from two machines
-(every MLP variant over 9 seeds, every transfer run over 24; 2,000 random draws of two disjoint
-studies with each family's own seed count; bench/gate_calibration.json): an unchanged study fails
-by noise in 4.9 % of the draws (the rule before this one: 23 %) and in none of the 6 replicate
-pairs (before: 2). A `batch_mini` trained 3 epochs (-4.8 points) fails every time; one trained 10
-epochs (-1.65 points) a third of the time. A transfer run at 10 labels per class swings ~6 points
-between seeds: with the 6 seeds the study trains there (transfer.min_seeds) the gate fails a
-frozen base in place of `partial` (-8.7 points) in 20 % of the draws; the report's verdict, one
-pair at a time, calls it worse in 71 %.
+The test, per entry, is a moderated statistic on medians (docs/statistics.md):
 - *Median*, not mean: one wild seed (a collapse) moves a mean of three by a third of its fall,
   and would fail an unchanged study; the median of three ignores it.
 - *Noise per family*: entries that share a noise size are pooled, the MLP networks apart from
   the transfer runs at each labels value (3-15 points between seeds at 10 labels, 0.2-1.7 for
-  an MLP variant). A pool of both studies set the MLP bands by the transfer runs' noise.
-- *Both runs' spread*: each entry's own variance, from the baseline's and the current seeds
-  together, is shrunk toward its family's pooled variance (empirical Bayes, as limma's moderated
-  t): s² = (d0 s_f² + d s_own²) / (d0 + d) with d0 = PRIOR_DF, and t has d0 + d degrees of
-  freedom. An entry noisier than its family gets a wider band; three seeds that agree by luck
-  do not get a narrow one. The family's variance s_f² is its median entry's (scaled to
-  estimate sigma²), so that one variant at the edge of collapse does not widen every other band.
-- band = max(tolerance, t(1 - alpha/m, d0 + d) * s * sqrt(c(n_base) + c(n_now))) points, with
-  c(n) the variance of a median of n normal draws in units of sigma^2 (1/n for n <= 2) and m the
-  number of entries gated on accuracy (Bonferroni: the family-wise false-alarm rate stays near
-  alpha across all entries).
+  an MLP variant).
+- *The family's prior, fitted*: each entry's variance (baseline and current seeds together, each
+  around its own mean, d degrees of freedom) is shrunk toward its family's prior variance s0^2,
+  s^2 = (d0 s0^2 + d s_own^2) / (d0 + d), and both s0^2 and the prior degrees of freedom d0 are
+  estimated from the family's entries as limma's fitFDist does (Smyth 2004: moments of the log
+  variances). Robustly: an entry whose variance the other entries' fit calls an outlier (upper
+  tail p < 0.05 / entries, e.g. a variant that collapsed on some seeds) is left out of the fit and
+  keeps its own variance (d0 = 0 for it).
+- *Critical values by simulation*: the statistic (median now - median before) / s has no Student
+  t distribution (medians, and s shrunk toward a fitted prior). The critical value is simulated
+  for the whole family at its fitted d0 (normal seeds, sigma^2 drawn from the prior, the prior
+  re-fitted in every simulated family): the value at which any of its entries fails by noise with
+  the family's share of the family-wise alpha (shared by entry count across families). Seeded and
+  cached per shape. band = max(tolerance, critical * s) points.
+The calibration, recomputed from committed per-seed data alone: python -m bench.gate_calibration.
 """
 
 import argparse
+import functools
 import json
 import math
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from scipy import stats as scipy_stats
+from scipy.special import digamma
 
 from nnstudy.core import params, paths
 from nnstudy.core.errors import StudyError, run_stage
@@ -61,21 +61,216 @@ from nnstudy.report.tables import markdown_table
 WORKSPACE = "workspace"
 FINAL = paths.FINAL
 FAMILY_ALPHA = 0.05
-PRIOR_DF = 4          # d0: the family's variance counts like 4 degrees of freedom of the entry's own
 PASSING = ("ok", "improved", "new")
 EPSILON = 1e-9        # a drop of exactly the band passes, whatever float rounding says
 MLP_FAMILY = "mlp"
 # Where each revision keeps its summaries; older revisions kept them under metrics/.
 SUMMARY_FILES = (str(paths.SUMMARY), "metrics/summary.json")
 TRANSFER_FILES = (str(paths.TRANSFER_SUMMARY), "metrics/transfer/summary.json")
+MIN_FIT = 3           # entries a family needs for a prior fit; fewer keep their own variances
+FAMILIES = 8_000      # simulated families per critical value: ~400 beyond the 5 % quantile
+# Prior degrees of freedom at which the critical values are simulated; others are interpolated
+# linearly in 1 / (1 + d0), which runs from 1 (d0 = 0: the entry's own variance) to 0 (d0 = inf).
+PRIOR_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 128.0, math.inf)
 
-# Var(median of n standard normal draws): exact for n <= 2 (the mean), Monte Carlo (10^6 draws)
-# for 3..9 (numpy, seed 0), and the large-n limit pi / (2n) beyond.
-_MEDIAN_VARIANCE = {1: 1.0, 2: 0.5, 3: 0.4484, 4: 0.2983, 5: 0.2865, 6: 0.2149, 7: 0.2102, 8: 0.1680, 9: 0.1662}
+
+# --- the family's prior: limma's fitFDist ---
+
+def trigamma(x: np.ndarray) -> np.ndarray:
+    """psi'(x) for x > 0, as scipy's polygamma(1, x) (to ~1e-12) but ~100x faster on arrays: the
+    simulation test fits thousands of families, and scipy evaluates a zeta series per element.
+    The recurrence psi'(x) = psi'(x + 1) + 1/x^2 lifts x to >= 6, then the asymptotic series."""
+    x = np.asarray(x, dtype=float)
+    total = np.zeros_like(x)
+    for _ in range(6):
+        low = x < 6
+        total = total + np.where(low, 1 / np.where(low, x, 1) ** 2, 0.0)
+        x = np.where(low, x + 1, x)
+    inv = 1 / x
+    inv2 = inv * inv
+    return total + inv + inv2 / 2 + inv * inv2 * (1 / 6 - inv2 * (1 / 30 - inv2 * (1 / 42 - inv2 / 30)))
 
 
-def median_variance(n: int) -> float:
-    return _MEDIAN_VARIANCE.get(n, math.pi / (2 * n))
+def tetragamma(x: np.ndarray) -> np.ndarray:
+    """psi''(x) for x > 0, as scipy's polygamma(2, x), by the same recurrence and asymptotic series."""
+    x = np.asarray(x, dtype=float)
+    total = np.zeros_like(x)
+    for _ in range(6):
+        low = x < 6
+        total = total - np.where(low, 2 / np.where(low, x, 1) ** 3, 0.0)
+        x = np.where(low, x + 1, x)
+    inv = 1 / x
+    inv2 = inv * inv
+    return total - inv2 - inv * inv2 - inv2 * inv2 * (1 / 2 - inv2 * (1 / 6 - inv2 * (1 / 6 - inv2 * 3 / 10)))
+
+
+def trigamma_inverse(x: np.ndarray) -> np.ndarray:
+    """y with trigamma(y) = x, by limma's Newton iteration (trigammaInverse)."""
+    x = np.asarray(x, dtype=float)
+    y = np.where(x > 1e7, 1 / np.sqrt(np.maximum(x, 1e-300)), 0.5 + 1 / np.maximum(x, 1e-300))
+    small = x < 1e-6
+    y = np.where(small, 1 / np.maximum(x, 1e-300), y)
+    todo = ~small & ~(x > 1e7)
+    for _ in range(50):
+        tri = trigamma(y)
+        step = np.where(todo, tri * (1 - tri / np.where(todo, x, 1)) / tetragamma(y), 0.0)
+        y = y + step
+        if np.all(np.abs(step) <= 1e-8 * y):
+            break
+    return y
+
+
+def log_terms(variances: np.ndarray, df: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """limma's per-entry terms: e = log s^2 - digamma(d/2) + log(d/2), whose mean estimates
+    log s0^2 + (the same for d0), and trigamma(d/2), the part of e's variance that chi-square noise
+    explains; and which entries count (a finite variance with d > 0). Zero variances (three
+    identical seeds) are raised to 1e-5 of the family's median, as limma does."""
+    s2, d = np.broadcast_arrays(np.asarray(variances, dtype=float), np.asarray(df, dtype=float))
+    kept = np.isfinite(s2) & (d > 0)
+    median = np.nanmedian(np.where(kept, s2, np.nan), axis=-1, keepdims=True)
+    median = np.where((median > 0) & np.isfinite(median), median, 1.0)
+    half = np.where(kept, d / 2, 1.0)
+    e = np.where(kept, np.log(np.maximum(np.where(kept, s2, 1.0), 1e-5 * median)) - digamma(half) + np.log(half), 0.0)
+    return e, np.where(kept, trigamma(half), 0.0), kept
+
+
+def prior_from_moments(e_mean: np.ndarray, e_var: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(s0^2, d0) from the mean of e and its variance beyond chi-square noise (limma's fitFDist):
+    d0 = 2 trigamma^-1(excess variance), s0^2 = exp(mean + digamma(d0/2) - log(d0/2)); d0 = inf when
+    there is no excess (one sigma for all); NaN and 0 with fewer than MIN_FIT entries."""
+    positive = e_var > 0
+    d0 = np.where(positive, 2 * trigamma_inverse(np.where(positive, e_var, 1.0)), np.inf)
+    finite_d0 = np.where(np.isfinite(d0), d0, 1.0)
+    s02 = np.where(np.isfinite(d0), np.exp(e_mean + digamma(finite_d0 / 2) - np.log(finite_d0 / 2)), np.exp(e_mean))
+    enough = count >= MIN_FIT
+    return np.where(enough, s02, np.nan), np.where(enough, d0, 0.0)
+
+
+def fit_f_dist(variances: np.ndarray, df: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The prior (s0^2, d0) of sample variances s_i^2 ~ s0^2 F(d_i, d0), by limma's fitFDist (Smyth
+    2004): the mean and variance of the log variances, corrected by digamma / trigamma of d_i / 2.
+
+    Along the last axis (entries; NaN entries are left out), so a simulation fits many families at
+    once.
+    """
+    e, tri, kept = log_terms(variances, df)
+    count = kept.sum(axis=-1)
+    e_mean = e.sum(axis=-1) / np.maximum(count, 1)
+    spread = (np.where(kept, e - e_mean[..., None], 0.0) ** 2).sum(axis=-1) / np.maximum(count - 1, 1)
+    return prior_from_moments(e_mean, spread - tri.sum(axis=-1) / np.maximum(count, 1), count)
+
+
+def upper_tail(variances: np.ndarray, df: np.ndarray, s02: np.ndarray, d0: np.ndarray) -> np.ndarray:
+    """P(s^2 this large or larger) under the prior: F(d, d0) tail of s^2 / s0^2 (chi2_d / d at d0 = inf)."""
+    ratio = variances / s02
+    chi = scipy_stats.chi2.sf(ratio * df, df)
+    f = scipy_stats.f.sf(ratio, df, np.where(np.isfinite(d0) & (d0 > 0), d0, 1.0))
+    return np.where(np.isfinite(d0), f, chi)
+
+
+def robust_prior(variances: np.ndarray, df: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(s0^2, d0, outlier) per family, along the last axis: each entry is judged by the fit of the
+    others (leave one out), an entry in the upper tail beyond 0.05 / entries is an outlier, and
+    the prior is fitted without the outliers. One collapsing variant (a variance 10^4 times its
+    family's) would otherwise drag d0 toward 0 and widen every other band."""
+    s2, d = np.broadcast_arrays(np.asarray(variances, dtype=float), np.asarray(df, dtype=float))
+    e, tri, kept = log_terms(s2, d)
+    # Leave-one-out moments of every entry at once, from the family's sums.
+    count = kept.sum(axis=-1, keepdims=True) - kept
+    sum_e = e.sum(axis=-1, keepdims=True) - e
+    sum_e2 = (e * e).sum(axis=-1, keepdims=True) - e * e
+    sum_tri = tri.sum(axis=-1, keepdims=True) - tri
+    mean = sum_e / np.maximum(count, 1)
+    spread = (sum_e2 - count * mean * mean) / np.maximum(count - 1, 1)
+    s02, d0 = prior_from_moments(mean, spread - sum_tri / np.maximum(count, 1), count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tail = upper_tail(s2, d, s02, d0)
+    outlier = kept & np.isfinite(s02) & (tail < 0.05 / s2.shape[-1])
+    s02, d0 = fit_f_dist(np.where(outlier, np.nan, s2), d)
+    return s02, d0, outlier
+
+
+# --- critical values of the median statistic, by simulation ---
+
+def own_variances(base: np.ndarray, now: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each entry's variance from both runs' seeds, each run around its own mean, and its d.f.:
+    base and now are (..., entries, seeds) arrays."""
+    n_base, n_now = base.shape[-1], now.shape[-1]
+    d = max(n_base - 1, 0) + max(n_now - 1, 0)
+    squares = (base.var(axis=-1, ddof=1) * (n_base - 1) if n_base > 1 else 0.0) + (
+        now.var(axis=-1, ddof=1) * (n_now - 1) if n_now > 1 else 0.0)
+    return (squares / d if d else np.zeros(base.shape[:-1])), d
+
+
+def family_statistics(base: np.ndarray, now: np.ndarray, fitted: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, moderated s, the family's fitted prior d0) of families of entries: base and now are
+    (..., entries, seeds) arrays of accuracies; T = (median now - median before) / s, s the entry's
+    own std (both runs' seeds) moderated by its family's robust prior, as the gate computes it.
+    `fitted` marks the entries the prior is fitted on (default: all)."""
+    own, d = own_variances(base, now)
+    s02, d0, outlier = robust_prior(own if fitted is None else np.where(fitted, own, np.nan), np.full(own.shape, float(d)))
+    entry_d0 = entry_prior_df(d0[..., None], s02[..., None], outlier)
+    s2 = moderated_variance(own, d, s02[..., None], entry_d0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (np.median(now, axis=-1) - np.median(base, axis=-1)) / np.sqrt(s2)
+    return t, np.sqrt(s2), d0
+
+
+def family_alarms(base: np.ndarray, now: np.ndarray, base_diverged: np.ndarray, now_diverged: np.ndarray,
+                  alpha: np.ndarray | float, tolerance: float) -> np.ndarray:
+    """The gate on many studies at once, one family: which entries fail (..., entries), for a
+    simulation or a calibration over thousands of seed splits. The same rules as gate(): an entry
+    diverged in the baseline is gated on its flag alone, the prior is fitted on the entries
+    diverged in neither, the family's critical value is for its count of gated entries at its
+    share `alpha` of the family-wise rate (one per study, or one for all), band = max(tolerance,
+    c * s) points. (`final`, gated on accuracy even when diverged, is left to gate().)"""
+    gated = ~base_diverged
+    t, s, d0 = family_statistics(base, now, fitted=gated & ~now_diverged)
+    change = (np.median(now, axis=-1) - np.median(base, axis=-1)) * 100
+    entries = gated.sum(axis=-1)
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=float), entries.shape)
+    value = np.full(entries.shape, np.inf)
+    for k, a in {(int(k), float(a)) for k, a in zip(entries.ravel(), alpha.ravel())}:
+        if k:
+            at = (entries == k) & (alpha == a)
+            value[at] = critical(k, base.shape[-1], now.shape[-1], d0[at], a)
+    band = np.maximum(tolerance, value[..., None] * s * 100)
+    return (gated & (change < -band - EPSILON)) | (base_diverged != now_diverged)
+
+
+@functools.lru_cache(maxsize=256)
+def grid_critical(entries: int, n_base: int, n_now: int, index: int, alpha: float) -> float:
+    """The critical value c with P(min over the family's entries of T < -c) = alpha, simulated for a
+    family of `entries` entries whose true variances follow the prior at d0 = PRIOR_GRID[index]
+    (s0^2 = 1; T does not depend on s0), the prior re-fitted in every simulated family as the gate
+    fits it: the estimate's own noise is in the critical value. Seeded by the shape."""
+    d0 = PRIOR_GRID[index]
+    rng = np.random.default_rng([entries, n_base, n_now, index, round(alpha * 1e9)])
+    sigma = np.ones((FAMILIES, entries, 1))
+    if 0 < d0 < math.inf:
+        sigma = np.sqrt(d0 / rng.chisquare(d0, (FAMILIES, entries, 1)))
+    base = sigma * rng.standard_normal((FAMILIES, entries, n_base))
+    now = sigma * rng.standard_normal((FAMILIES, entries, n_now))
+    t, _, _ = family_statistics(base, now)
+    lowest = np.nanmin(np.where(np.isfinite(t), t, np.nan), axis=-1)
+    return -float(np.nanquantile(lowest, alpha))
+
+
+def critical(entries: int, n_base: int, n_now: int, d0: float | np.ndarray, alpha: float) -> np.ndarray:
+    """The family's critical value at its fitted prior d.f. d0 (any; an array too): the simulated
+    values at the two neighbouring grid points (only those are simulated), interpolated linearly
+    in 1 / (1 + d0)."""
+    grid = 1 / (1 + np.array(PRIOR_GRID))            # falling from 1 (d0 = 0) to 0 (d0 = inf)
+    at = 1 / (1 + np.asarray(d0, dtype=float))
+    upper = np.clip(np.searchsorted(-grid, -at, side="left"), 1, len(grid) - 1)  # grid[upper] <= at
+    needed = np.unique(np.concatenate([upper.ravel(), upper.ravel() - 1]))
+    values = np.full(len(grid), np.nan)
+    for index in needed:
+        values[index] = grid_critical(entries, n_base, n_now, int(index), alpha)
+    low, high = grid[upper], grid[upper - 1]
+    weight = (at - low) / (high - low)
+    return values[upper] + weight * (values[upper - 1] - values[upper])
 
 
 @dataclass(frozen=True)
@@ -104,9 +299,9 @@ Summary = dict[str, Entry]
 @dataclass(frozen=True)
 class Band:
     points: float
-    s: float        # the moderated std, accuracy 0..1
-    df: float
-    t: float
+    s: float          # the moderated std, accuracy 0..1
+    prior_df: float   # d0 for this entry (0: an outlier, or a family too small to fit)
+    critical: float   # the simulated critical value of (median change) / s
 
 
 @dataclass(frozen=True)
@@ -151,34 +346,56 @@ def own_variance(*entries: Entry) -> tuple[float, int]:
     return (squares / df if df else 0.0), df
 
 
-def family_variances(pairs: Mapping[str, tuple[Entry, Entry]]) -> dict[str, float]:
-    """Per family: the variance of its median entry (both runs' seeds), as an estimate of sigma^2."""
-    by_family: dict[str, list[tuple[float, int]]] = {}
+@dataclass(frozen=True)
+class Prior:
+    s2: float        # s0^2, accuracy^2
+    df: float        # d0 for the family's ordinary entries
+    outliers: frozenset[str]
+
+
+def family_priors(pairs: Mapping[str, tuple[Entry, Entry]]) -> dict[str, Prior]:
+    """Per family, the robust fitFDist prior of its gated entries' variances (both runs' seeds)."""
+    by_family: dict[str, list[tuple[str, float, int]]] = {}
     for name, (base, cur) in pairs.items():
-        if base.diverged or cur.diverged:
-            continue
         variance, df = own_variance(base, cur)
         if df:
-            by_family.setdefault(base.family, []).append((variance, df))
-    pooled = {}
+            by_family.setdefault(base.family, []).append((name, variance, df))
+    priors = {}
     for family, members in by_family.items():
-        # The median entry's variance, scaled by the median of chi2_d / d so that it estimates sigma^2
-        # (a plain mean of variances is dominated by the family's noisiest entry).
-        df = round(statistics.median(d for _, d in members))
-        pooled[family] = statistics.median(v for v, _ in members) / (scipy_stats.chi2.ppf(0.5, df) / df)
-    return pooled
+        s02, d0, outlier = robust_prior(np.array([v for _, v, _ in members]), np.array([d for _, _, d in members]))
+        priors[family] = Prior(float(s02), float(d0), frozenset(n for (n, _, _), o in zip(members, outlier) if o))
+    return priors
 
 
-def band(base: Entry, cur: Entry, family_variance: float | None, m: int, alpha: float, tolerance: float) -> Band:
+def entry_prior_df(prior_df: np.ndarray, s02: np.ndarray, outlier: np.ndarray) -> np.ndarray:
+    """d0 for each entry: the family's, or 0 (its own variance alone) for an outlier or where the
+    family had too few entries to fit a prior."""
+    return np.where(outlier | ~np.isfinite(s02), 0.0, prior_df)
+
+
+def moderated_variance(own: np.ndarray, df: int, s02: np.ndarray, d0: np.ndarray) -> np.ndarray:
+    """s^2 = (d0 s0^2 + d s_own^2) / (d0 + d); s0^2 itself at d0 = inf; the own variance at d0 = 0."""
+    own, s02, d0 = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (own, s02, d0)))
+    prior = np.where(np.isfinite(s02), s02, 0.0)
+    finite = np.where(np.isinf(d0), 0.0, d0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.isinf(d0), prior, (finite * prior + df * own) / (finite + df))
+
+
+def band(name: str, base: Entry, cur: Entry, prior: Prior | None, entries: int, alpha: float,
+         tolerance: float) -> Band:
+    """The entry's band: its family's critical value (a family of `entries` gated entries at its
+    share `alpha` of the family-wise rate) times its moderated std, at least the tolerance."""
     variance, df = own_variance(base, cur)
-    prior_df = PRIOR_DF if family_variance is not None else 0
-    total_df = prior_df + df
-    if total_df == 0:  # single seeds everywhere: no noise to measure, the tolerance alone
-        return Band(tolerance, 0.0, 0, math.inf)
-    s2 = ((prior_df * (family_variance or 0.0)) + df * variance) / total_df
-    t = float(scipy_stats.t.ppf(1 - alpha / m, total_df))
-    points = t * math.sqrt(s2 * (median_variance(base.n) + median_variance(cur.n))) * 100
-    return Band(max(tolerance, points), math.sqrt(s2), total_df, t)
+    s02 = prior.s2 if prior is not None else math.nan
+    d0 = 0.0 if prior is None else float(entry_prior_df(np.array(prior.df), np.array(s02),
+                                                      np.array(name in prior.outliers)))
+    if df == 0 and d0 == 0:  # single seeds everywhere: no noise to measure, the tolerance alone
+        return Band(tolerance, 0.0, 0.0, math.inf)
+    s = math.sqrt(float(moderated_variance(np.array(variance), df, np.array(s02), np.array(d0))))
+    family_d0 = prior.df if prior is not None else 0.0
+    value = float(critical(entries, base.n, cur.n, family_d0, alpha))
+    return Band(max(tolerance, value * s * 100), s, d0, value)
 
 
 def verdict(name: str, base: Entry | None, cur: Entry | None, gated: Band | None) -> str:
@@ -208,13 +425,18 @@ def gate(baseline: Summary, current: Summary, tolerance: float, family_alpha: fl
         names.append(FINAL)
     both = {n: (baseline[n], current[n]) for n in names if n in baseline and n in current}
     gated = [n for n, (base, _) in both.items() if accuracy_gated(n, base)]
-    variances = family_variances(both)
+    priors = family_priors({n: both[n] for n in gated if not (both[n][0].diverged or both[n][1].diverged)})
+    # Each family gets its share of the family-wise rate by its size (Bonferroni across families);
+    # within a family the simulated critical value holds the rate for all its entries together.
+    sizes = Counter(both[n][0].family for n in gated)
     rows = []
     for name in names:
         base, cur = baseline.get(name), current.get(name)
         entry_band = None
         if name in gated:
-            entry_band = band(base, cur, variances.get(base.family), len(gated), family_alpha, tolerance)
+            size = sizes[base.family]
+            entry_band = band(name, base, cur, priors.get(base.family), size,
+                              family_alpha * size / len(gated), tolerance)
         rows.append(Row(name, base, cur, entry_band, verdict(name, base, cur, entry_band)))
     return rows
 
@@ -257,12 +479,13 @@ def notes(rows: list[Row], family_alpha: float, tolerance: float) -> list[str]:
     m = sum(row.band is not None for row in rows)
     return [
         f"note: test: median accuracy over seeds, current vs baseline, one-sided; band = max(tolerance "
-        f"{tolerance:g}, t * s * sqrt(c(n_base) + c(n_now))) points, t at 1 - {family_alpha:g}/{m} (Bonferroni over "
-        f"the {m} entries gated on accuracy), s = each entry's own std over both runs' seeds shrunk toward "
-        f"its family's pooled std (prior df {PRIOR_DF}).",
+        f"{tolerance:g}, c * s) points, s = each entry's own std over both runs' seeds shrunk toward its family's "
+        f"prior (s0 and d0 fitted as limma's fitFDist, outliers left out), c the simulated 1 - {family_alpha:g}/{m} "
+        f"critical value of the median change over s (Bonferroni over the {m} entries gated on accuracy).",
         "note: why: medians, so one wild seed does not fail a run; families (MLP; transfer runs per labels "
-        "value), so one study's noise does not set the other's bands; both runs' spread, so seeds that "
-        "agree by luck do not make a band narrow. Measured false alarms and power: bench/gate_calibration.json.",
+        "value), so one study's noise does not set the other's bands; both runs' spread and a fitted prior, so "
+        "seeds that agree by luck do not make a band narrow. Calibration from committed per-seed data: "
+        "python -m bench.gate_calibration (bench/gate_calibration.json).",
     ]
 
 

@@ -37,9 +37,9 @@ def main() -> None:
             "parameters": load_network(paths.model_file(name, study.seeds[0])).count_params(),
             "diverged_seeds": sum(diverged),
             "diverged": sum(diverged) > len(diverged) / 2,
-            **{m: spread([run[m] for run in runs.values()], study.stats.confidence)
+            **{m: spread([run[m] for run in runs.values()], study.stats.confidence, bounded=m != "loss")
                for m in ("accuracy", "loss", "f1_macro")},
-            "val_accuracy": spread([run["eval"]["accuracy"] for run in live], study.stats.confidence),
+            "val_accuracy": spread([run["eval"]["accuracy"] for run in live], study.stats.confidence, bounded=True),
         }
         predictions[name] = {seed: predicted_labels(p) for seed, p in probas.items()}
         accuracies[name] = {seed: runs[paths.seed_name(seed)]["accuracy"] for seed in study.seeds}
@@ -51,7 +51,10 @@ def main() -> None:
                                         for value, p in points.items()})
     write_json(paths.SWEEPS_METRICS, result)
     write_json(paths.SWEEPS_HEADLINE, sweeps_headline(result))
-    write_csv(compare(pairs, test.labels, predictions, accuracies, alpha=study.stats.alpha), paths.SWEEP_COMPARISONS)
+    diverged = {p["point"]: p["diverged"] for points in result.values() for p in points.values()}
+    write_csv(compare(pairs, test.labels, predictions, accuracies, alpha=study.stats.alpha,
+                      margin_points=study.stats.margins.mlp, diverged=diverged, paired=study.stats.paired,
+                      confidence=study.stats.confidence), paths.SWEEP_COMPARISONS)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from nnstudy.core import params, paths
 from nnstudy.core.errors import run_stage
 from nnstudy.core.files import write_csv, write_text
 from nnstudy.core.jsonio import read_json, read_text
-from nnstudy.report.markdown import study_markdown, tuning_markdown, variant_table
+from nnstudy.report.markdown import study_markdown, tuning_markdown, variant_table, versus
 from nnstudy.report.plots import learning_curves, save, sweep_axis, variant_comparison, weight_violins
 from nnstudy.report.sections import (
     dreams_markdown, epochs_finding, nondigit_markdown, openset_markdown, sweep_table, sweeps_markdown,
@@ -27,7 +27,7 @@ def main() -> None:
     write_csv(table, paths.REPORT_DIR / "variants.csv")
 
     comparison = paths.FIGURES_DIR / "comparison.png"
-    save(variant_comparison(table), comparison)
+    save(variant_comparison(versus(comparisons, study.stats.base), study.stats.base), comparison)
 
     figures = {}
     first = study.seeds[0]

@@ -1,9 +1,10 @@
 """Stage summarize: spread over seeds and significance of every comparison the study makes.
 
-results/summary.json: per variant and the tuned network, the mean, std, min, max and a t-interval
-of test accuracy, loss and macro F1 over seeds (with the per-seed accuracies), and how many seeds
-diverged (the regression gate reads this file). metrics/study.json: the headline, accuracy and CI
-per network. results/stats/comparisons.csv: every tested difference with its p-values.
+results/summary.json: per variant and the tuned network, the mean, std, min, max and an interval
+of test accuracy, loss and macro F1 over seeds (with the per-seed accuracies; accuracy and F1 on
+the logit scale, so the interval stays within 0-100 %), and how many seeds diverged (the regression
+gate reads this file). metrics/study.json: the headline, accuracy and CI per network.
+results/stats/comparisons.csv: every tested difference with its interval, p-values and verdict.
 plots/overlays/variants_{accuracy,loss}.csv: every network's validation curve, for one DVC chart.
 """
 
@@ -17,6 +18,7 @@ from nnstudy.evaluation.stats import best_variant, compare, spread
 from nnstudy.report.overlays import write_overlay
 
 MEASURES = ("accuracy", "loss", "f1_macro")
+BOUNDED = ("accuracy", "f1_macro")  # shares in [0, 1]: intervals on the logit scale
 
 
 def summarize(name: str, per_seed: dict, seeds: tuple[int, ...], confidence: float) -> dict:
@@ -27,10 +29,11 @@ def summarize(name: str, per_seed: dict, seeds: tuple[int, ...], confidence: flo
         "seeds": list(seeds),
         "diverged_seeds": sum(diverged),
         "diverged": sum(diverged) > len(seeds) / 2,
-        **{measure: spread([run[measure] for run in runs], confidence) for measure in MEASURES},
+        **{measure: spread([run[measure] for run in runs], confidence, bounded=measure in BOUNDED)
+           for measure in MEASURES},
     }
     # Validation accuracy at the end of training: the best variant is picked on it, not on the test set.
-    entry["val_accuracy"] = spread([run["eval"]["accuracy"] for run in live], confidence)
+    entry["val_accuracy"] = spread([run["eval"]["accuracy"] for run in live], confidence, bounded=True)
     # Per seed, in `seeds` order: the gate compares medians (one wild seed must not fail a run).
     entry["accuracy"]["values"] = [run["accuracy"] for run in runs]
     if name == paths.FINAL:
@@ -69,13 +72,17 @@ def main() -> None:
         labels, predictions[name] = load_predictions(name)
     accuracies = {name: {seed: evaluated[name][paths.seed_name(seed)]["accuracy"] for seed in study.seeds}
                   for name in names}
-    table = compare(pairs(study, summary), labels, predictions, accuracies, alpha=study.stats.alpha)
+    table = compare(pairs(study, summary), labels, predictions, accuracies, alpha=study.stats.alpha,
+                    margin_points=study.stats.margins.mlp, diverged={n: summary[n]["diverged"] for n in names},
+                    paired=study.stats.paired, confidence=study.stats.confidence)
     write_csv(table, paths.COMPARISONS)
     write_json(paths.STUDY_HEADLINE, study_headline(summary, int(table["significant"].sum())))
     for metric in ("accuracy", "loss"):
         write_overlay(f"variants_{metric}", {name: paths.curve_file(metric, name) for name in names})
-    print(f"summarize: {len(names)} networks x {len(study.seeds)} seeds; {int(table['significant'].sum())} of "
-          f"{len(table)} differences significant (Holm, alpha {study.stats.alpha:g})")
+    verdicts = table["verdict"].value_counts()
+    print(f"summarize: {len(names)} networks x {len(study.seeds)} seeds; of {len(table)} differences "
+          + ", ".join(f"{count} {verdict}" for verdict, count in verdicts.items())
+          + f" (Holm, alpha {study.stats.alpha:g})")
 
 
 if __name__ == "__main__":

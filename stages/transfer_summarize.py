@@ -2,7 +2,8 @@
 report's transfer section (report/transfer.md, which the report stage includes).
 
 results/transfer/summary.json: per run, test accuracy, loss, macro F1 and top-5 over seeds (mean,
-spread, CI, and the per-seed accuracies), epochs per phase and diverged seeds (the gate reads it).
+spread, CI, and the per-seed accuracies), validation accuracy (the picks are made on it), epochs per
+phase and diverged seeds (the gate reads it).
 metrics/transfer.json: the headline, each arm at each labels value. results/transfer/comparisons.csv:
 the arms against each other at every labels value, and every one-key change against the reference
 run. plots/overlays/transfer_arms.csv: the arms' validation curves, both phases, for one DVC chart.
@@ -39,7 +40,7 @@ def summarize_run(name: str, settings: dict, confidence: float) -> dict:
     phases = {phase: {key: spread([r["phases"][phase][key] for r in runs], confidence)
                       for key in ("epochs_run", "kept_epoch")} for phase in runs[0]["phases"]}
     top5 = [r["top5_accuracy"] for r in runs]
-    accuracy = spread([r["accuracy"] for r in runs], confidence)
+    accuracy = spread([r["accuracy"] for r in runs], confidence, bounded=True)
     accuracy["values"] = [r["accuracy"] for r in runs]  # per seed: the gate compares medians
     return {
         "arm": settings["arm"], "axis": settings["axis"], "value": settings["value"], "recipe": settings["recipe"],
@@ -47,8 +48,12 @@ def summarize_run(name: str, settings: dict, confidence: float) -> dict:
         "diverged_seeds": sum(r["diverged"] for r in runs),
         "diverged": sum(r["diverged"] for r in runs) > len(runs) / 2,
         "accuracy": accuracy,
-        **{m: spread([r[m] for r in runs], confidence) for m in MEASURES if m not in ("accuracy", "top5_accuracy")},
-        "top5_accuracy": None if None in top5 else spread(top5, confidence),
+        **{m: spread([r[m] for r in runs], confidence, bounded=m != "loss")
+           for m in MEASURES if m not in ("accuracy", "top5_accuracy")},
+        "top5_accuracy": None if None in top5 else spread(top5, confidence, bounded=True),
+        # The last epoch's validation accuracy (DVCLive's eval): the best arm and axis values are
+        # picked on it, so the test set does not both pick and judge them.
+        "val_accuracy": spread([r["eval"]["accuracy"] for r in runs], confidence, bounded=True),
         "per_class": {c: {m: float(np.mean([r["per_class"][c][m] for r in runs])) for m in ("precision", "recall", "f1")}
                       for c in runs[0]["per_class"]},
         "phases": phases,
@@ -88,7 +93,10 @@ def main() -> None:
     pairs = [(q, a, b) for q, a, b in comparison_pairs(arms, arm_runs, axes, reference)
              if np.array_equal(labels_of[a], labels_of[b])]  # McNemar pairs the same test images only
     y_true = labels_of[reference]
-    comparisons = compare(pairs, y_true, predictions, accuracies, alpha=alpha)
+    comparisons = compare(pairs, y_true, predictions, accuracies, alpha=alpha,
+                          margin_points=study.stats.margins.transfer,
+                          diverged={name: entry["diverged"] for name, entry in runs.items()},
+                          paired=study.stats.paired, confidence=confidence)
     write_csv(comparisons, paths.TRANSFER_COMPARISONS)
 
     data = read_json(paths.TRANSFER_DATA_SUMMARY)

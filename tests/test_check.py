@@ -1,7 +1,6 @@
 """Tests of the regression gate (nnstudy.check): the band, the verdicts, reading revisions, the CLI."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -9,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.stats
+
+from scipy.special import polygamma
 
 from nnstudy.check import (
-    FINAL, PRIOR_DF, Entry, band, family_variances, format_table, gate, median_variance, notes, parse_summary,
-    parse_transfer, summary_line,
+    FINAL, Entry, family_alarms, family_priors, fit_f_dist, format_table, gate, notes, parse_summary,
+    parse_transfer, robust_prior, summary_line, tetragamma, trigamma, trigamma_inverse,
 )
 from nnstudy.core import paths
 from nnstudy.core.errors import StudyError
@@ -54,36 +54,81 @@ def failed(rows) -> list[str]:
     return [row.name for row in rows if row.failed]
 
 
-# --- the band ---
+# --- the family's prior (limma's fitFDist) and the simulated critical values ---
 
-def test_median_variance_matches_a_simulation():
-    draws = np.random.default_rng(7).standard_normal((200_000, 3))
-    assert median_variance(3) == pytest.approx(np.median(draws, axis=1).var(), rel=0.02)
-    assert median_variance(2) == 0.5 and median_variance(40) == pytest.approx(math.pi / 80)
-
-
-def test_band_formula_matches_a_hand_computation():
-    base = Entry((0.90, 0.91, 0.92), False, "mlp")
-    cur = Entry((0.89, 0.90, 0.93), False, "mlp")
-    family = 0.005 ** 2
-    got = band(base, cur, family, m=4, alpha=0.05, tolerance=0.1)
-    own = (np.var(base.values, ddof=1) * 2 + np.var(cur.values, ddof=1) * 2) / 4
-    s2 = (PRIOR_DF * family + 4 * own) / (PRIOR_DF + 4)
-    t = scipy.stats.t.ppf(1 - 0.05 / 4, PRIOR_DF + 4)
-    assert got.points == pytest.approx(t * math.sqrt(s2 * 2 * median_variance(3)) * 100)
-    assert got.df == PRIOR_DF + 4 and got.t == pytest.approx(t)
+def test_trigamma_and_its_inverse_match_scipy():
+    x = np.geomspace(1e-3, 1e4, 500)
+    assert trigamma(x) == pytest.approx(polygamma(1, x), rel=1e-8)
+    assert tetragamma(x) == pytest.approx(polygamma(2, x), rel=1e-7)
+    assert polygamma(1, trigamma_inverse(x)) == pytest.approx(x, rel=1e-7)
 
 
-def test_families_pool_apart_and_leave_an_outlier_out():
+def test_fit_f_dist_recovers_a_known_prior_from_simulated_variances():
+    """The reference: variances s^2 = sigma^2 chi2_d / d with sigma^2 = s0^2 d0 / chi2_d0 (limma's
+    model); the fit must recover d0 and s0^2 from them."""
+    rng = np.random.default_rng(0)
+    for d0, s02, d in ((8.0, 2.0, 4), (3.0, 0.5e-4, 4), (20.0, 1.0, 10)):
+        sigma2 = s02 * d0 / rng.chisquare(d0, (400, 300))
+        variances = sigma2 * rng.chisquare(d, (400, 300)) / d
+        got_s02, got_d0 = fit_f_dist(variances, np.full(variances.shape, float(d)))
+        assert np.median(got_s02) == pytest.approx(s02, rel=0.05)
+        assert np.median(got_d0) == pytest.approx(d0, rel=0.15)
+    equal = rng.chisquare(4, (200, 300)) / 4            # one sigma for all: no spread beyond chi-square
+    assert np.mean(np.isinf(fit_f_dist(equal, np.full(equal.shape, 4.0))[1])) > 0.3
+    assert fit_f_dist(np.array([1.0, 2.0]), np.array([4, 4]))[1] == 0.0  # too few entries to fit
+
+
+def test_a_collapsing_entry_is_an_outlier_left_out_of_its_family_prior():
+    variances = np.array([1.0, 1.2, 0.8, 0.9, 1.1, 1.05, 0.95, 500.0]) * 1e-5
+    s02, d0, outlier = robust_prior(variances, np.full(8, 4.0))
+    assert outlier.tolist() == [False] * 7 + [True]
+    assert s02 == pytest.approx(fit_f_dist(variances[:7], np.full(7, 4.0))[0])
     pairs = {f"v{i}": (Entry(tuple(around(0.9)), False, "mlp"), Entry(tuple(around(0.9)), False, "mlp")) for i in range(5)}
-    wild = Entry((0.2, 0.7, 0.77), False, "mlp")
-    pairs["wild"] = (wild, wild)
-    noisy = Entry((0.55, 0.65, 0.75), False, "transfer@10")
-    pairs["t"] = (noisy, noisy)
-    pooled = family_variances(pairs)
-    median_of_chi2 = scipy.stats.chi2.ppf(0.5, 4) / 4  # each entry's variance has 4 df (3 + 3 seeds)
-    assert pooled["mlp"] == pytest.approx(np.var(around(0.9), ddof=1) / median_of_chi2)  # the wild entry did not widen it
-    assert pooled["transfer@10"] == pytest.approx(0.01 / median_of_chi2)                  # nor did the transfer runs
+    pairs["wild"] = (Entry((0.2, 0.7, 0.77), False, "mlp"),) * 2
+    pairs["t"] = (Entry((0.55, 0.65, 0.75), False, "transfer@10"),) * 2
+    priors = family_priors(pairs)
+    assert priors["mlp"].outliers == {"wild"} and "transfer@10" in priors
+
+
+def simulated_false_alarms(sigmas: list[float], collapse: list[float], draws: int = 3000, seed: int = 1) -> float:
+    """The gate's family-wise false-alarm rate on `draws` unchanged studies of one family (3 seeds a
+    study, normal seed noise of sigmas points; an entry collapses to chance on a seed with its
+    `collapse` probability), with the gate's own vectorised code."""
+    rng = np.random.default_rng(seed)
+    entries = len(sigmas)
+
+    def study_draw() -> np.ndarray:
+        seeds = rng.normal(0.93, np.asarray(sigmas)[None, :, None] / 100, (draws, entries, 3))
+        collapsed = rng.random((draws, entries, 3)) < np.asarray(collapse)[None, :, None]
+        return np.where(collapsed, rng.normal(0.10, 0.01, (draws, entries, 3)), seeds)
+
+    calm = np.zeros((draws, entries), dtype=bool)
+    return float(family_alarms(study_draw(), study_draw(), calm, calm, 0.05, 0.0).any(axis=1).mean())
+
+
+def test_the_gate_simulated_holds_its_family_wise_rate():
+    """12 entries (the MLP family's size) at 3 seeds a study: one noise size for all, the MLP's
+    spread of noise sizes (0.35-1.6 points), and one entry that collapses on a fifth of its seeds.
+    The rates measured (3,000 unchanged studies each): 3.2 %, 6.3 %, 3.6 %: around the 5 % aimed at,
+    not within 4-6 % (docs/statistics.md says why)."""
+    equal = simulated_false_alarms([0.46] * 12, [0.0] * 12)
+    unequal = simulated_false_alarms(list(np.geomspace(0.35, 1.6, 12)), [0.0] * 12)
+    collapsing = simulated_false_alarms([0.46] * 12, [0.0] * 11 + [0.2])
+    assert 0.025 <= equal <= 0.06 and 0.03 <= collapsing <= 0.06
+    assert 0.04 <= unequal <= 0.08
+
+
+def test_the_vectorised_gate_agrees_with_gate():
+    rng = np.random.default_rng(5)
+    base, now = rng.normal(0.9, 0.005, (4, 6, 3)), rng.normal(0.9, 0.005, (4, 6, 3))
+    now[1, 2] -= 0.05  # one regression
+    calm = np.zeros((4, 6), dtype=bool)
+    fast = family_alarms(base, now, calm, calm, 0.05, 0.5)
+    for k in range(4):
+        rows = gate({f"e{i}": Entry(tuple(base[k, i]), False, "mlp") for i in range(6)},
+                    {f"e{i}": Entry(tuple(now[k, i]), False, "mlp") for i in range(6)}, 0.5)
+        assert [row.failed for row in rows] == fast[k].tolist()
+    assert fast[1, 2] and fast.sum() == 1
 
 
 def test_one_wild_seed_does_not_fail_an_unchanged_study():
@@ -93,7 +138,7 @@ def test_one_wild_seed_does_not_fail_an_unchanged_study():
 
 
 def test_a_wild_entry_does_not_blunt_the_others():
-    baseline, current = study(), study(shift={"batch_mini": -3.0})
+    baseline, current = study(), study(shift={"batch_mini": -5.0})
     for raw in (baseline, current):
         raw["rmsprop_l1_dropout"] = entry([0.2, 0.7, 0.77])
     assert failed(gate(parse_summary(baseline), parse_summary(current), 0.5)) == ["batch_mini"]
@@ -107,7 +152,7 @@ def test_lucky_agreeing_seeds_do_not_make_a_narrow_band():
     rows = gate(parse_transfer({"runs": baseline}), parse_transfer({"runs": current}), 0.5)
     assert verdicts(rows)["lucky"] == "ok"
     lucky = next(row for row in rows if row.name == "lucky")
-    assert lucky.band.points > 6.0  # the old rule gave ~2.7 points here
+    assert lucky.band.points > 6.0  # the rule before the moderated one gave ~2.7 points here
 
 
 def test_unchanged_study_with_other_seeds_passes():
@@ -173,7 +218,7 @@ def test_table_and_notes_say_which_test_ran():
     table = format_table(rows)
     assert "batch_mini" in table and "| mlp" in table
     text = " ".join(notes(rows, 0.05, 0.5))
-    assert "median" in text and "1 - 0.05/6" in text and "family" in text
+    assert "median" in text and "fitFDist" in text and "family" in text
     assert summary_line(rows, "HEAD") == "check: PASS: 7 of 7 within their noise bands of HEAD"
 
 

@@ -142,11 +142,21 @@ class FinalParams:
 
 
 @dataclass(frozen=True)
+class Margins:
+    """Equivalence margins in accuracy points, per family: a difference shown (by two one-sided
+    tests) to lie within ±margin is reported *equivalent within ±margin*."""
+    mlp: float
+    transfer: float
+
+
+@dataclass(frozen=True)
 class StatsParams:
     confidence: float                       # of the intervals over seeds
     alpha: float                            # family-wise, after Holm's correction
     base: str                               # every variant is compared with this one
     questions: dict[str, tuple[str, ...]]   # the study's questions: a series of variants each
+    margins: Margins                        # equivalence margins (points) per family
+    paired: bool                            # paired t over shared seeds in place of Welch's t
 
 
 @dataclass(frozen=True)
@@ -276,6 +286,9 @@ STATS_SCHEMA: dict[str, Check] = {
     "alpha": number(0.0, 0.5, low_open=True),
     "base": text,
     "questions": questions,
+    "margins": lambda key, value: Margins(**check_mapping(key, value, {
+        "mlp": number(0.0, 100.0, low_open=True), "transfer": number(0.0, 100.0, low_open=True)})),
+    "paired": boolean,
 }
 
 def _digits(key: str, value: Any) -> tuple[int, ...]:

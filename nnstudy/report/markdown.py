@@ -1,8 +1,10 @@
 """Collect every variant's results into one table and one Markdown report.
 
-Every number is a mean over the training seeds with the half-width of its confidence interval
-(`93.1 ± 0.6`), and every claim is generated from results/summary.json and the comparisons table,
-so no sentence of the report can contradict the numbers it stands on.
+Every number is a mean over the training seeds with its confidence interval (`93.1 ± 0.6`, or
+`48.3 [0.3, 99.8]` where the logit scale made it asymmetric), every difference carries its interval
+and a verdict (significant, equivalent within ±m, inconclusive), and every claim is generated from
+results/summary.json and the comparisons table, so no sentence of the report can contradict the
+numbers it stands on.
 """
 
 import math
@@ -15,7 +17,7 @@ from nnstudy.report.tables import markdown_table as format_markdown
 from nnstudy.core import paths
 from nnstudy.core.jsonio import read_json
 from nnstudy.core.params import ModelParams, Params
-from nnstudy.evaluation.stats import best_variant, series_finding
+from nnstudy.evaluation.stats import best_variant, change_text, sampling_points, series_finding
 
 SETTINGS = ("optimizer", "learning_rate", "rho", "batch_size", "initializer", "init_mean",
             "regularizer", "reg_alpha", "dropout", "hidden_units", "activation")
@@ -28,13 +30,20 @@ def half_width(spread: dict) -> float | None:
 
 
 def mean_ci(spread: dict, scale: float = 100.0, digits: int = 1) -> str:
-    """'93.1 ± 0.6' (mean ± CI half-width), scaled to percent by default; '—' when there is no mean."""
+    """'93.1 ± 0.6' (mean ± CI half-width), scaled to percent by default; '48.3 [0.3, 99.8]' when the
+    interval is asymmetric as printed (a logit-scale interval near an end of the scale); '—' when
+    there is no mean."""
     mean = spread.get("mean")
     if mean is None:
         return "—"
     width = half_width(spread)
     text = f"{mean * scale:.{digits}f}"
-    return text if width is None else f"{text} ± {width * scale:.{digits}f}"
+    if width is None:
+        return text
+    below, above = (mean - spread["ci_low"]) * scale, (spread["ci_high"] - mean) * scale
+    if f"{below:.{digits}f}" != f"{above:.{digits}f}":
+        return f"{text} [{spread['ci_low'] * scale:.{digits}f}, {spread['ci_high'] * scale:.{digits}f}]"
+    return f"{text} ± {width * scale:.{digits}f}"
 
 
 def run_facts(name: str, seeds: list[int]) -> dict:
@@ -101,47 +110,84 @@ def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def findings_markdown(study: Params, summary: dict, comparisons: pd.DataFrame) -> str:
+def versus(comparisons: pd.DataFrame, base: str) -> pd.DataFrame:
+    """Every tested row with `base` on one side, turned so that `a` is base (b - a is each entry's
+    change from it): the forest plot's rows."""
+    rows = comparisons[(comparisons["a"] == base) | (comparisons["b"] == base)].copy()
+    turned = rows["b"] == base
+    rows.loc[turned, ["a", "b"]] = rows.loc[turned, ["b", "a"]].to_numpy()
+    rows.loc[turned, "diff_points"] = -rows.loc[turned, "diff_points"]
+    low, high = rows.loc[turned, "ci_low_points"].copy(), rows.loc[turned, "ci_high_points"].copy()
+    rows.loc[turned, "ci_low_points"], rows.loc[turned, "ci_high_points"] = -high, -low
+    return rows
+
+
+def noise_note(summary: dict, test_size: int) -> str:
+    """How large the test set's own sampling is beside the seed-to-seed spread: every interval of
+    the report is over seeds on one fixed test set, so it leaves the test set's draw out."""
+    working = [e for e in summary.values() if not e["diverged"] and e["accuracy"].get("std") is not None
+               and e["accuracy"]["n"] > 1]
+    if not working:
+        return ""
+    seed_sd = float(np.median([e["accuracy"]["std"] for e in working])) * 100
+    accuracy = float(np.median([e["accuracy"]["mean"] for e in working]))
+    sampling = sampling_points(accuracy, test_size)
+    return (f"The test set's own draw: with {test_size:,} test images an accuracy near {accuracy:.1%} has a binomial "
+            f"standard error of {sampling:.2f} points, beside a median seed-to-seed standard deviation of "
+            f"{seed_sd:.2f} points. Every interval here is over seeds on this one test set: it says how reliably "
+            "a design choice changes accuracy on these images, not how well the network does on digits at large.")
+
+
+def findings_markdown(study: Params, summary: dict, comparisons: pd.DataFrame, test_size: int | None = None) -> str:
     """The study's questions, each answered in a generated sentence."""
+    test = "the paired t-test over seeds" if study.stats.paired else "Welch's t-test across seeds"
+    tested = comparisons["p_holm"].notna().sum() if "p_holm" in comparisons else len(comparisons)
     lines = ["## Findings", "",
-             "Generated from the numbers below. A finding is about a design choice, so the seed is its unit: "
-             "each step of a question is tested with Welch's t-test across seeds, Holm-corrected over all "
-             f"{len(comparisons)} comparisons at α = {study.stats.alpha:g}, and is significant only if the seeds "
-             "also move the same way (all of three; three in four of more). The best variant is picked on validation accuracy. ± is the half-width of the "
-             f"{study.stats.confidence:.0%} t-interval over {len(study.seeds)} seeds.", ""]
+             "Generated from the numbers below. A finding is about a design choice, so the seed is its unit. Each "
+             f"step of a question is a change in mean test accuracy (points) with its {study.stats.confidence:.0%} "
+             "interval (each mean's logit-scale t-interval, combined by MOVER, so no interval leaves the scale) "
+             "and one verdict: **significant** "
+             f"({test}, Holm-corrected over the {tested} tested comparisons at α = {study.stats.alpha:g}, the seeds "
+             "also moving the same way: all of three, three in four of more); **equivalent within "
+             f"±{study.stats.margins.mlp:g}** (two one-sided tests at that margin in points, Holm-corrected; never "
+             "for a diverged network); or **inconclusive**: the data cannot tell, and the interval says how large a "
+             "change it leaves open. Rows whose two sides are constant (diverged against diverged) are *not tested* "
+             "and stay out of the Holm family. The best variant is picked on validation accuracy. A mean's ± is "
+             f"its {study.stats.confidence:.0%} interval over {len(study.seeds)} seeds.", ""]
     for question, names in study.stats.questions.items():
         lines.append(f"- {series_finding(question, list(names), summary, comparisons)}")
     best = best_variant(summary)
     if best is not None:
         lines.append(f"- {series_finding('The tuned network vs the best variant', [best, paths.FINAL], summary, comparisons)}")
     versus_base = comparisons[comparisons["question"] == "vs the base network"]
-    significant = versus_base[versus_base["significant"]]
-    lines += ["", f"{len(significant)} of {len(versus_base)} variants differ significantly from the base network "
-              f"`{study.stats.base}` ({', '.join(f'`{b}`' for b in significant['b']) or 'none'}).", ""]
+    counts = versus_base["verdict"].value_counts()
+    lines += ["", f"Against the base network `{study.stats.base}`, of {len(versus_base)} variants: "
+              + ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+              + f" (significant: {', '.join(f'`{b}`' for b in versus_base[versus_base['significant']]['b']) or 'none'}).",
+              ""]
+    if test_size:
+        lines += [noise_note(summary, test_size), ""]
     return "\n".join(lines)
 
 
 def comparisons_markdown(comparisons: pd.DataFrame) -> str:
-    table = comparisons.assign(
-        change=[f"{v:+.1f}" for v in comparisons["diff_points"]],
-        mcnemar=[_p(v) for v in comparisons["mcnemar_p_holm"]],
-        welch=[_p(v) for v in comparisons["welch_p_holm"]],
-    )
-    rows = [[r["question"], f"`{r['a']}` → `{r['b']}`", r["change"], r["mcnemar"], r["welch"],
-             "yes" if r["seeds_agree"] else "no", r["verdict"]]
-            for _, r in table.iterrows()]
+    rows = [[r["question"], f"`{r['a']}` → `{r['b']}`", change_text(r), _p(r["p_holm"]), _p(r["tost_p_holm"]),
+             _p(r["mcnemar_p_holm"]), "yes" if r["seeds_agree"] else "no", r["verdict"]]
+            for _, r in comparisons.iterrows()]
+    test = comparisons["test"].iloc[0] if len(comparisons) else "Welch"
     return "\n".join([
         "## Significance",
         "",
-        "Every comparison: the change in mean test accuracy (points); Welch's t-test across seeds (Holm-corrected) "
-        "and whether the seeds move the same way (all of three, three in four of more), which together give the verdict about the design choice; and "
+        "Every comparison: the change in mean test accuracy (points) with its 95 % interval; the test across seeds "
+        f"({test}, Holm-corrected), the two one-sided tests of equivalence within the margin (Holm-corrected), "
+        "and whether the seeds move the same way, which together give the verdict about the design choice; and "
         "the exact McNemar test (the largest p over seeds, Holm-corrected), which answers another question: "
-        "whether these particular trained networks differ on these test images (two seeds of one variant "
-        "already do). "
+        "whether these particular trained networks differ on these test images (for some variants two seeds "
+        "already do, for others not). "
         f"All of it in `{paths.COMPARISONS.as_posix()}`.",
         "",
-        format_markdown(["question", "comparison", "change (points)", "networks differ: McNemar p (Holm)",
-                         "design choice: Welch p (Holm)", "seeds agree", "verdict"], rows),
+        format_markdown(["question", "comparison", "change (points) [95 % interval]", f"{test} p (Holm)",
+                         "equivalence p (Holm)", "networks differ: McNemar p (Holm)", "seeds agree", "verdict"], rows),
         "",
     ])
 
@@ -154,8 +200,10 @@ def study_markdown(study: Params, table: pd.DataFrame, splits: dict, summary: di
         loss=[mean_ci(summary[n]["loss"], scale=1, digits=3) for n in table["variant"]],
         f1_macro=[mean_ci(summary[n]["f1_macro"]) for n in table["variant"]],
         diverged_runs=[f"{d}/{s}" for d, s in zip(table["diverged_seeds"], table["seeds"])],
-    ).sort_values("test_accuracy_mean", ascending=False, na_position="last")
-    best = ranked.iloc[0]
+    ).sort_values("test_accuracy_mean", ascending=False, na_position="last", kind="stable")
+    # Named by validation accuracy, as the findings pick it: the test set's own best is partly its
+    # lucky draw (and won a float tie, 0.936 against 0.9359999999999999).
+    best = ranked.set_index("variant").loc[best_variant(summary) or ranked.iloc[0]["variant"]]
     lines = [
         "# nnstudy: MLP design study report",
         "",
@@ -164,10 +212,10 @@ def study_markdown(study: Params, table: pd.DataFrame, splits: dict, summary: di
         f"is trained once per seed {list(study.seeds)} on the **{study.backend}** backend (`loop: {study.loop}`). "
         "Every number below comes from `dvc repro` with the `params.yaml` and `dvc.lock` of the same commit.",
         "",
-        f"Best variant on the test set: **{best['variant']}** (accuracy {best['accuracy']} %, macro F1 "
+        f"Best variant on validation accuracy: **{best.name}** (test accuracy {best['accuracy']} %, macro F1 "
         f"{best['f1_macro']} %).",
         "",
-        findings_markdown(study, summary, comparisons),
+        findings_markdown(study, summary, comparisons, splits["splits"]["test"]["size"]),
         "## Every variant",
         "",
         "Sorted by mean test accuracy; accuracy and F1 in %, mean ± CI half-width over seeds. `weight_updates` "
@@ -179,7 +227,7 @@ def study_markdown(study: Params, table: pd.DataFrame, splits: dict, summary: di
             "reg_alpha", "dropout", "epochs_run", "weight_updates", "fit_seconds", "diverged_runs",
             "accuracy", "loss", "f1_macro",
         ]),
-        f"![Variant comparison]({relative(comparison_figure)})",
+        f"![Each variant's change from {study.stats.base}]({relative(comparison_figure)})",
         "",
         comparisons_markdown(comparisons),
         "## Each variant",

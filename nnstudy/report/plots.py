@@ -58,22 +58,49 @@ def confusion_heatmap(matrix: np.ndarray, title: str) -> plt.Figure:
     return figure
 
 
-def variant_comparison(table: pd.DataFrame) -> plt.Figure:
-    """Mean test accuracy and macro F1 of every variant with their confidence intervals; diverged runs hatched."""
-    ordered = table.sort_values("test_accuracy_mean")
-    figure, panels = plt.subplots(1, 2, figsize=(11, 0.35 * len(ordered) + 1.5), sharey=True)
-    for axes, measure, label in zip(panels, ("accuracy", "f1_macro"), ("test accuracy", "test macro F1")):
-        mean = ordered[f"test_{measure}_mean"].fillna(0).to_numpy()
-        low = (mean - ordered[f"test_{measure}_ci_low"].fillna(ordered[f"test_{measure}_mean"]).fillna(0)).clip(0)
-        high = (ordered[f"test_{measure}_ci_high"].fillna(ordered[f"test_{measure}_mean"]).fillna(0) - mean).clip(0)
-        bars = axes.barh(ordered["variant"], mean, xerr=[low, high], color="tab:blue", capsize=3,
-                         error_kw={"elinewidth": 1})
-        for bar, diverged in zip(bars, ordered["diverged"]):
-            if diverged:
-                bar.set(color="tab:red", hatch="//")
-        axes.set(xlabel=f"{label} (mean over seeds, 95 % CI)", xlim=(0, 1))
-        axes.grid(axis="x", alpha=0.3)
-    panels[0].set_title("blue: trained, red: diverged")
+VERDICT_COLOURS = {"significant": "tab:red", "inconclusive": "tab:gray", "not tested": "tab:gray"}
+EQUIVALENT_COLOUR = "tab:green"
+
+
+def on_scale(diff: np.ndarray) -> np.ndarray:
+    """The differences the axis is zoomed to: within 5 median absolute deviations of the median
+    difference (at least 2 points). A collapse to chance (-83 points) would otherwise stretch the
+    axis until the one-point differences among the working variants vanish."""
+    centre = np.median(diff)
+    scale = max(np.median(np.abs(diff - centre)), 0.4)
+    return np.abs(diff - centre) <= 5 * scale
+
+
+def variant_comparison(rows: pd.DataFrame, base: str) -> plt.Figure:
+    """A forest plot: each variant's change of mean test accuracy from `base` (points, b - a) with its
+    95 % interval, coloured by verdict. The axis spans the differences near the others; a collapse is
+    an arrow at the axis' edge with its value written beside it, not a line across the figure."""
+    ordered = rows.sort_values("diff_points")
+    diff = ordered["diff_points"].to_numpy(float)
+    low = ordered["ci_low_points"].fillna(ordered["diff_points"]).to_numpy(float)
+    high = ordered["ci_high_points"].fillna(ordered["diff_points"]).to_numpy(float)
+    near = on_scale(diff)
+    left = min(low[near].min(), 0.0) - 0.5
+    right = max(high[near].max(), 0.0) + 0.5
+    figure, axes = plt.subplots(figsize=(8, 0.35 * len(ordered) + 1.5))
+    y = np.arange(len(ordered))
+    colours = [EQUIVALENT_COLOUR if str(v).startswith("equivalent") else VERDICT_COLOURS.get(str(v), "tab:blue")
+               for v in ordered["verdict"]]
+    for row, (d, lo, hi, colour, inside) in enumerate(zip(diff, low, high, colours, near)):
+        if inside:
+            axes.plot([max(lo, left), min(hi, right)], [row, row], color=colour, lw=2)
+            axes.plot(d, row, "o", color=colour)
+        else:
+            edge = left if d < left else right
+            axes.plot(edge, row, "<" if d < left else ">", color=colour, ms=9, clip_on=False)
+            axes.annotate(f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]", (edge, row), xytext=(10 if d < left else -10, 0),
+                          textcoords="offset points", va="center", ha="left" if d < left else "right", fontsize=8)
+    axes.axvline(0, color="black", lw=0.8)
+    axes.set_yticks(y, ordered["b"].tolist())
+    axes.set_xlim(left, right)
+    axes.set(xlabel=f"change of mean test accuracy from {base} (points, 95 % interval)",
+             title="red: significant, green: equivalent, gray: inconclusive; arrows: off the scale")
+    axes.grid(axis="x", alpha=0.3)
     return figure
 
 

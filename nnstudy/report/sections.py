@@ -31,8 +31,8 @@ def sweep_table(points: dict) -> pd.DataFrame:
 
 
 def axis_finding(axis: str, table: pd.DataFrame, comparisons: pd.DataFrame, label: str | None = None) -> str:
-    """'Depth: test accuracy is highest at 2 hidden layers (97.1 ± 0.3 %) ...; the best value is
-    significantly better than 4 of the 6 others (...), within noise of 2, 3.'"""
+    """'Depth: test accuracy is highest at 2 hidden layers (97.1 ± 0.3 %) ...; the best value differs
+    significantly from 4 of the 6 others (...), is equivalent to 3 (within ±1 point), inconclusive against 2.'"""
     ranked = table.dropna(subset=["accuracy_mean"]).sort_values("accuracy_mean", ascending=False)
     top, worst = ranked.iloc[0], ranked.iloc[-1]
     # The value tested against the others is the best on validation (where known), as evaluate_sweeps
@@ -40,21 +40,30 @@ def axis_finding(axis: str, table: pd.DataFrame, comparisons: pd.DataFrame, labe
     on_validation = "val_accuracy_mean" in ranked and ranked["val_accuracy_mean"].notna().all()
     best = ranked.loc[ranked["val_accuracy_mean"].astype(float).idxmax()] if on_validation else top
     label = label or AXIS_LABELS.get(axis, axis)
-    better, noise = [], []
+    better, equivalent, unsure, untested = [], [], [], []
     for _, row in ranked[ranked["point"] != best["point"]].iterrows():
         tested = pair_row(comparisons, best["point"], row["point"])
-        if tested is not None and bool(tested["significant"]):
+        verdict = "not tested" if tested is None else str(tested["verdict"])
+        if verdict == "not tested":
+            untested.append(str(row["value"]))
+        elif verdict == "significant":
             better.append(str(row["value"]))
+        elif verdict.startswith("equivalent"):
+            equivalent.append(f"{row['value']} ({verdict})")
         else:
-            noise.append(str(row["value"]))
+            unsure.append(str(row["value"]))
     sentence = (f"**{label.capitalize()}**: test accuracy is highest at {top['value']} ({top['accuracy']} %) and "
                 f"lowest at {worst['value']} ({worst['accuracy']} %)")
     if on_validation:
         sentence += f"; the best on validation is {best['value']}"
     if len(ranked) > 1:
-        sentence += (f"; {best['value']} is significantly better than {len(better)} of the {len(ranked) - 1} other "
+        sentence += (f"; {best['value']} differs significantly from {len(better)} of the {len(ranked) - 1} other "
                      f"values ({', '.join(better) or 'none'})")
-        sentence += f", within noise of {', '.join(noise)}." if noise else "."
+        if equivalent:
+            sentence += f", is equivalent to {', '.join(equivalent)}"
+        if unsure:
+            sentence += f", inconclusive against {', '.join(unsure)}"
+        sentence += f"; not tested against {', '.join(untested)}." if untested else "."
     return sentence
 
 
@@ -75,7 +84,8 @@ def sweeps_markdown(sweeps: dict, comparisons: pd.DataFrame, epochs: str, figure
     lines = ["## Sweeps: how big, which units, which optimizer", "",
              f"One axis at a time over the base network, each point trained {sweep_epochs} epochs over {seeds} seeds. "
              "Accuracy in %, mean ± CI half-width; the best value of each axis is tested against every other "
-             "(Welch's t-test across seeds, the seeds moving the same way, Holm over all the sweeps' comparisons); "
+             "(the t-test across seeds, the seeds moving the same way, Holm over all the sweeps' comparisons; "
+             "verdicts significant, equivalent within the margin, or inconclusive, as in the findings); "
              "the best value is picked on validation accuracy, so the test set does not both pick and judge it.", "", f"- {epochs}"]
     for axis, points in sweeps.items():
         lines.append(f"- {axis_finding(axis, sweep_table(points), comparisons)}")

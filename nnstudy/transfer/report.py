@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from nnstudy.report.tables import markdown_table as format_markdown
-from nnstudy.evaluation.stats import series_finding
-from nnstudy.report.markdown import mean_ci, pair_row, relative
+from nnstudy.evaluation.stats import step_row, best_variant, series_finding, step_text
+from nnstudy.report.markdown import mean_ci, relative
 from nnstudy.report.sections import axis_finding, sweep_table
 from nnstudy.transfer.params import value_name
 
@@ -140,6 +140,7 @@ def zoo_figure(zoo: pd.DataFrame) -> plt.Figure:
 def _axis_table(points: Mapping[str, str], summary: Mapping[str, dict], fit_seconds: Mapping[str, float]) -> pd.DataFrame:
     return sweep_table({value: {"point": run, "parameters": summary[run].get("parameters") or 0,
                                 "fit_seconds": fit_seconds[run],
+                                "val_accuracy": summary[run].get("val_accuracy"),
                                 "diverged_seeds": summary[run]["diverged_seeds"],
                                 "accuracy": summary[run]["accuracy"], "loss": summary[run]["loss"],
                                 "f1_macro": summary[run]["f1_macro"]}
@@ -182,10 +183,14 @@ def transfer_markdown(summary: dict, comparisons: pd.DataFrame, data: dict, pret
         + f"; target task: classes {', '.join(target['classes'])}, "
         f"{target['splits']['train']['size']} training, {target['splits']['val']['size']} validation and "
         f"{target['splits']['test']['size']} test images. "
-        f"Model `{summary['model']}`. Every run is trained {seeds}; accuracy in %, mean ± CI half-width; "
-        "each pair is tested with Welch's t-test across seeds (significant only if the seeds also move the same way: "
-        "all of three, three in four of more), "
-        f"Holm-corrected over the {len(comparisons)} comparisons of this section.", "",
+        f"Model `{summary['model']}`. Every run is trained {seeds}; accuracy in %, mean ± CI (logit scale); "
+        "each pair's change comes with its 95 % interval and a verdict as in the MLP study's findings: significant "
+        f"({comparisons['test'].iloc[0] if len(comparisons) else 'Welch'} across seeds, Holm-corrected over the "
+        f"{int(comparisons['p_holm'].notna().sum()) if len(comparisons) else 0} tested comparisons of this section, "
+        "the seeds moving the same way: all of three, three in four of more), equivalent within the margin "
+        f"(±{comparisons['margin_points'].iloc[0] if len(comparisons) else 0:g} points, two one-sided tests), or "
+        "inconclusive. The best arm and the best value of each axis are picked on validation accuracy (the last "
+        "epoch's).", "",
     ]
     if pretrain.get("needed"):
         lines += [f"The source network (`{pretrain['model']}` trained from scratch on the source classes) reaches "
@@ -199,15 +204,17 @@ def transfer_markdown(summary: dict, comparisons: pd.DataFrame, data: dict, pret
         scratch = next((by_arm[a] for a in arms if runs[by_arm[a]]["recipe"]["weights"] == "none"), None)
         pretrained = [by_arm[a] for a in arms if runs[by_arm[a]]["recipe"]["weights"] != "none"]
         if scratch and pretrained and runs[scratch]["accuracy"]["mean"] is not None:
-            best = max(pretrained, key=lambda n: runs[n]["accuracy"]["mean"] or -1)
+            best = best_variant({n: runs[n] for n in pretrained}, exclude="")
+            if best is None:
+                continue
+            tested = step_row(comparisons, scratch, best)
             gain = (runs[best]["accuracy"]["mean"] - runs[scratch]["accuracy"]["mean"]) * 100
-            tested = pair_row(comparisons, scratch, best)
-            verdict = "significant" if tested is not None and bool(tested["significant"]) else "within noise"
-            gains.append(f"{gain:+.1f} points at {labels} labels per class ({verdict}, best: "
+            verdict = f"{gain:+.1f} points, not tested" if tested is None else step_text(*tested)
+            gains.append(f"at {labels} labels per class {verdict} (best on validation: "
                          f"{next(a for a, n in by_arm.items() if n == best)})")
     if gains:
-        lines.append("- **When does the pretrained base help?** Best pretrained arm minus from scratch: "
-                     + "; ".join(gains) + ".")
+        lines.append("- **When does the pretrained base help?** The pretrained arm best on validation accuracy "
+                     "minus from scratch, on the test set: " + "; ".join(gains) + ".")
     for axis, table in tables.items():
         if axis == "classes":  # another task, another test set: compared side by side, not tested
             shown = ", ".join(f"{r['value']}: {r['accuracy']} %" for _, r in table.iterrows())
