@@ -1,16 +1,39 @@
 """Stage final: the best tuned configuration, retrained from scratch once per seed.
 
 Early stopping on `final.monitor` with `final.patience`, and the best epoch's weights restored:
-the network a practitioner would keep. The epoch kept is recorded per seed.
+the network a practitioner would keep. The epoch kept is recorded per seed. The seeds train as
+train@<variant>'s do (nnstudy.training.seeds): one by one, together, or side by side; killed, a
+rerun keeps the finished seeds and resumes the running one.
 """
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from nnstudy.core import backend, params, paths
 from nnstudy.core.errors import run_stage
-from nnstudy.core.jsonio import read_json, write_json
 from nnstudy.core.files import check_writable, save_model, write_csv
+from nnstudy.core.jsonio import read_json, write_json
+from nnstudy.training.seeds import Finished, NetworkSeeds, run_seeds
+
+
+@dataclass(frozen=True)
+class FinalSeeds(NetworkSeeds):
+    """The tuned network's seeds, each with early stopping, keeping its best epoch's network."""
+
+    def finish(self, seed: int, live, result) -> Finished:
+        from nnstudy.training.loop import record_summary
+
+        record_summary(live, result)
+        save_model(result.network, paths.model_file(self.name, seed))
+        kept = result.kept_epoch
+        return Finished(self.record(result), [paths.model_file(self.name, seed), self.live_dir(seed)],
+                        f"final seed {seed}: stopped after {result.epochs_run} epochs, kept epoch {kept} "
+                        f"(val accuracy {result.history['val_accuracy'][kept - 1]:.4f}), {result.fit_seconds:.1f} s")
+
+    def settings(self, seeds: tuple[int, ...]) -> dict:
+        """What the retrained seeds depend on (the checkpoint's key)."""
+        return {"model": asdict(self.model), "stop": asdict(self.stop), "seeds": seeds, "loop": self.loop,
+                "seeds_together": self.vmapped, "backend": self.backend, "diverged_loss": self.diverged_loss}
 
 
 def main() -> None:
@@ -21,63 +44,21 @@ def main() -> None:
                    *(paths.curve_file(metric, paths.FINAL) for metric in ("accuracy", "loss")))
 
     backend.activate(study.backend)
-    from nnstudy.core.data import load_prepared
-    from nnstudy.training.loop import EarlyStop, learning_curves, open_live, record_summary, train, train_seeds
-    from nnstudy.training.models import enable_determinism
+    from nnstudy.training.loop import EarlyStop, learning_curves
     from nnstudy.training.resume import StageCheckpoints
     from nnstudy.training.tuning import tuned_model
 
     model = tuned_model(study.base, best["hyperparameters"], study.tune.batch_size, study.final.max_epochs)
-    stop = EarlyStop(study.final.monitor, study.final.patience)
-    data = load_prepared()
-    checkpoints = StageCheckpoints.open(
-        "final", {"model": asdict(model), "stop": asdict(stop), "seeds": study.seeds, "loop": study.loop,
-                  "seeds_together": study.vmapped, "backend": study.backend, "diverged_loss": study.diverged_loss},
-        [paths.TUNE_BEST, paths.PREPARED_DIR])
-    histories, fit_seconds = {}, {}
-    pending = []
-    for seed in study.seeds:
-        kept = checkpoints.finished(seed)
-        if kept is not None:
-            histories[seed] = kept["history"]
-            fit_seconds[paths.seed_name(seed)] = kept["fit_seconds"]
-        else:
-            pending.append(seed)
+    job = FinalSeeds(paths.FINAL, "final", model, study.backend, study.loop, study.vmapped, study.diverged_loss,
+                     EarlyStop(study.final.monitor, study.final.patience))
+    checkpoints = StageCheckpoints.open("final", job.settings(study.seeds), [paths.TUNE_BEST, paths.PREPARED_DIR])
+    runs = run_seeds(job, study.seeds, checkpoints, job.load())
 
-    def trained():
-        """(seed, its DVCLive run, its result) for each seed to train: one by one, or all in one program
-        (each seed with its own early stopping: a stopped seed's state stops changing)."""
-        if study.vmapped and pending:
-            lives = [open_live(paths.train_live_dir(paths.FINAL, seed)) for seed in pending]
-            results = train_seeds(model, data, pending, lives, study.diverged_loss,
-                                  [f"final seed {seed}" for seed in pending], stop=stop,
-                                  checkpoint=checkpoints.seeds_together())
-            yield from zip(pending, lives, results)
-            return
-        for seed in pending:
-            enable_determinism(seed)
-            live = open_live(paths.train_live_dir(paths.FINAL, seed))
-            yield seed, live, train(model, data, seed, live, study.diverged_loss, study.loop,
-                                    label=f"final seed {seed}", stop=stop, checkpoint=checkpoints.seed(seed))
-
-    for seed, live, result in trained():
-        record_summary(live, result)
-        save_model(result.network, paths.model_file(paths.FINAL, seed))
-        histories[seed] = result.history
-        fit_seconds[paths.seed_name(seed)] = round(result.fit_seconds, 2)
-        checkpoints.finish_seed(seed, {"history": result.history, "fit_seconds": fit_seconds[paths.seed_name(seed)]},
-                                [paths.model_file(paths.FINAL, seed), paths.train_live_dir(paths.FINAL, seed)])
-        kept = result.kept_epoch
-        print(f"final seed {seed}: stopped after {result.epochs_run} epochs, kept epoch {kept} "
-              f"(val accuracy {result.history['val_accuracy'][kept - 1]:.4f}), {result.fit_seconds:.1f} s")
-    histories = [histories[seed] for seed in study.seeds]
-    fit_seconds = {paths.seed_name(seed): fit_seconds[paths.seed_name(seed)] for seed in study.seeds}
-
-    for metric, table in learning_curves(histories).items():
+    for metric, table in learning_curves(runs.values("history")).items():
         write_csv(table, paths.curve_file(metric, paths.FINAL))
     write_json(paths.timing_file("final"), {
         "backend": study.backend, "loop": study.loop, "seeds_together": study.vmapped,
-        "fit_seconds": fit_seconds,
+        "fit_seconds": {paths.seed_name(seed): record["fit_seconds"] for seed, record in runs.records.items()},
         "stage_seconds": round(time.time() - backend.process_start(), 2),
     })
     checkpoints.complete()

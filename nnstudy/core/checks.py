@@ -1,7 +1,7 @@
 """Value checks for params.yaml and the settings files: each returns the clean value or raises
 ParamError naming the key (`variants.sgd_mean10.optimizer: 'sgdd' is not one of: ...`).
 
-The MLP study's params (nnstudy.core.params) and the transfer study's (nnstudy.transfer.params)
+The MLP study's params (nnstudy.core.params) and the transfer study's (nnstudy.core.transfer_params)
 both build on these, so neither has to import the other's checks.
 """
 

@@ -12,15 +12,14 @@ from typing import Any
 
 import yaml
 
-from nnstudy.core import paths
+from nnstudy.core import paths, transfer_params
 from nnstudy.core.backend import BACKENDS
 from nnstudy.core.checks import (  # noqa: F401 (seed_list, boolean, ... are this module's API too)
     Check, _at, _describe, boolean, check_mapping, choice, integer, list_of, number, seed_list, text,
 )
 from nnstudy.core.errors import ParamError
 from nnstudy.core.paths import FINAL
-from nnstudy.transfer import params as transfer_params
-from nnstudy.transfer.params import TransferParams
+from nnstudy.core.transfer_params import TransferParams
 
 DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "digits")
 LOOPS = ("compiled", "fit")
@@ -137,8 +136,8 @@ class TuneParams:
 class FinalParams:
     """The tuned network as a practitioner keeps it: early stopping, best epoch's weights restored."""
     max_epochs: int
-    patience: int
-    monitor: str
+    patience: int    # epochs without improvement of `monitor` before a seed stops
+    monitor: str     # val_loss | val_accuracy
 
 
 @dataclass(frozen=True)
@@ -176,7 +175,7 @@ class Params:
     sweep_points: dict[str, SweepPoint]   # "sweep_<axis>_<value>" -> its point, each trained like a variant
     probing: ProbingParams
     check_tolerance: float
-    transfer: TransferParams     # the transfer-learning study (nnstudy.transfer.params)
+    transfer: TransferParams     # the transfer-learning study (nnstudy.core.transfer_params)
 
     @property
     def vmapped(self) -> bool:
@@ -379,7 +378,7 @@ TOP_SCHEMA: dict[str, Check] = {
     "sweeps": lambda key, value: check_mapping(key, value, SWEEPS_SCHEMA),
     "probing": lambda key, value: check_mapping(key, value, PROBING_SCHEMA),
     "check": lambda key, value: check_mapping(key, value, {"tolerance": number(0.0)}),
-    "transfer": lambda key, value: value,  # checked by nnstudy.transfer.params
+    "transfer": lambda key, value: value,  # checked by nnstudy.core.transfer_params
 }
 
 

@@ -1,7 +1,7 @@
 """A transfer run's settings file (results/transfer/settings/<run>.json), read back and checked.
 
 Apart from nnstudy.transfer.params because it needs params.yaml (to name the runs it defines when
-asked for an unknown one), and nnstudy.core.params builds on nnstudy.transfer.params.
+asked for an unknown one), which nnstudy.transfer.params does not read.
 """
 
 from nnstudy.core import params, paths
