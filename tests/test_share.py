@@ -22,7 +22,8 @@ import yaml
 import run as run_py
 from nnstudy import share
 from nnstudy.core.errors import StudyError
-from study_helpers import ROOT, TIMED, clone, copy_project, run, shared_team, small_params, without_timing
+from study_helpers import (ROOT, TIMED, clone, copy_project, processes_in, run, shared_team, small_params,
+                           without_timing)
 
 TRAINING = ("train@", "sweep_", "tune", "final", "openset", "transfer_pretrain", "transfer_train@", "transfer_sweep_")
 
@@ -290,18 +291,6 @@ def forget(repo: Path, lock: dict, stages: list[str]) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
             if "md5" in out:
                 (repo / ".dvc/cache/files/md5" / out["md5"][:2] / out["md5"][2:]).unlink(missing_ok=True)
-
-
-def processes_in(folder: Path) -> list[int]:
-    """The processes whose current folder is `folder` or inside it."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
-                found.append(int(proc.name))
-        except OSError:  # gone meanwhile, or not ours to read
-            pass
-    return found
 
 
 def test_study_on_two_workers_side_by_side_is_the_study_and_stops_as_one(team):
