@@ -63,7 +63,9 @@ def describe(error: BaseException, name: str, url: str, logged: list[str] = ()) 
     """The RemoteError for `error`, raised while working with the remote `name` at `url`."""
     from dvc.config import ConfigError, NoRemoteError
 
-    where = f"the DVC remote '{name}' ({url})"
+    while isinstance(error.__cause__, (OSError, ConfigError)):  # DVC wraps the real cause (RunCacheNotSupported)
+        error = error.__cause__
+    where = f"the DVC remote '{name}'" + (f" ({url})" if url != "?" else "")
     if isinstance(error, NoRemoteError):
         return RemoteError("no default DVC remote is configured", "add one (`dvc remote add -d NAME URL`) and re-run")
     if isinstance(error, ConfigError):
@@ -90,19 +92,19 @@ def describe(error: BaseException, name: str, url: str, logged: list[str] = ()) 
 
 @contextlib.contextmanager
 def quiet_transfers() -> Iterator[list[str]]:
-    """DVC's log records at WARNING and above are kept in the yielded list instead of printed."""
+    """DVC's log records at WARNING and above are kept in the yielded list instead of printed (DVC's
+    own handlers, which print them, are set aside meanwhile)."""
     keep = _Keep()
     loggers = [logging.getLogger(name) for name in DVC_LOGGERS]
-    saved = [logger.propagate for logger in loggers]
+    saved = [(logger.handlers[:], logger.propagate) for logger in loggers]
     for logger in loggers:
-        logger.addHandler(keep)
+        logger.handlers = [handler for handler in logger.handlers if handler.level < logging.WARNING] + [keep]
         logger.propagate = False
     try:
         yield keep.messages
     finally:
-        for logger, propagate in zip(loggers, saved):
-            logger.removeHandler(keep)
-            logger.propagate = propagate
+        for logger, (handlers, propagate) in zip(loggers, saved):
+            logger.handlers, logger.propagate = handlers, propagate
 
 
 @contextlib.contextmanager
@@ -127,16 +129,15 @@ def check_remote(root: Path, name: str | None = None) -> None:
 
 
 def missing_outputs(root: Path) -> list[str]:
-    """The outputs dvc.lock records that are neither in the workspace nor in the local cache: what
-    `dvc repro --pull` would have to pull."""
+    """The outputs dvc.lock records (by their hash) that are neither in the workspace nor in the
+    local cache: what `dvc repro --pull` would have to pull."""
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
-        status = repo.status()
     missing = []
-    for entries in status.values():
-        for entry in entries:
-            if isinstance(entry, dict):
-                missing += [path for path, state in entry.get("changed outs", {}).items()
-                            if state in ("deleted", "not in cache")]
-    return sorted(set(missing))
+    with Repo(str(root)) as repo:
+        for stage in repo.index.stages:
+            for out in stage.outs:
+                if out.hash_info and out.hash_info.value and not out.exists and \
+                        not out.cache.exists(out.hash_info.value):
+                    missing.append(str(out.def_path))
+    return sorted(missing)

@@ -650,8 +650,8 @@ def pull_study(args: list[str], root: Path = Path(".")) -> int:
     except RemoteError as error:
         missing = missing_outputs(root)
         if missing:
-            print(f"study: {error} ({len(missing)} outputs are to come from it, e.g. {missing[0]})",
-                  file=sys.stderr)
+            print(f"study: {error.problem}, and {len(missing)} outputs are to come from it (e.g. {missing[0]}); "
+                  f"{error.remedy}", file=sys.stderr)
             return 2
         print(f"study: warning: {error.problem}; nothing needs pulling from it, so the study runs here "
               "(`dvc push` once it is back)", file=sys.stderr, flush=True)

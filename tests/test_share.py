@@ -344,3 +344,66 @@ def test_study_refuses_a_bad_number_of_workers(team):
         "study: NNSTUDY_STUDY_WORKERS='many': must be 'auto' or a whole number of workers >= 1 "
         "(1 runs the study in one `dvc repro`)"], env_run.stderr
     assert "Running stage" not in env_run.stdout
+
+
+# --- Remotes that fail: one line each, exit 2, nothing local lost.
+
+def one_line(done: subprocess.CompletedProcess, prefix: str) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(prefix), (done.returncode, done.stderr)
+    return lines[0]
+
+
+def share_command(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return run(repo, "python", "-m", "nnstudy.share", *args, check=False)
+
+
+def test_an_unreachable_remote_is_one_line_and_without_anything_to_pull_the_study_runs_here(team):
+    repo = clone(team, "remote-down")
+    url = f"ssh://127.0.0.1:{free_port()}/srv/remote"  # a closed port: a server that is down
+    run(repo, "dvc", "remote", "add", "--local", "-d", "down", url)
+    down = f"the DVC remote 'down' ({url}) cannot be reached: connect call failed"
+    # A fresh clone: its outputs are to come from the remote.
+    line = one_line(share_command(repo, "pull"), f"study: {down}")
+    assert "outputs are to come from it" in line and "your local work is kept" in line, line
+    worker = share_command(repo, "worker", "--workers", "2", "--index", "0")
+    one_line(worker, f"worker: {down}")
+    assert "Running stage" not in worker.stdout, worker.stdout
+    # With the study here (pulled from the team's own remote), `publish` saves it in the run-cache,
+    # and the push alone fails.
+    run(repo, "dvc", "pull", "-q", "-r", "shared")
+    one_line(share_command(repo, "publish"), f"publish: {down}")
+    assert any((repo / ".dvc/cache/runs").rglob("*")), "the run-cache entries were not kept"
+    # Nothing to pull: a warning, and the study runs here (nothing to do).
+    done = share_command(repo, "pull")
+    assert done.returncode == 0 and done.stderr.strip().splitlines() == [
+        f"study: warning: {down.split(': connect')[0]}: connect call failed ('127.0.0.1', {url.split(':')[2].split('/')[0]}); "
+        "nothing needs pulling from it, so the study runs here (`dvc push` once it is back)"], done.stderr
+    assert ran(done.stdout) == [] and "up to date" in run(repo, "dvc", "status").stdout
+    assert run(repo, "git", "status", "--porcelain").stdout == ""
+
+
+def test_a_misconfigured_ssh_remote_is_one_line(team, sshd):
+    repo = clone(team, "remote-misconfigured")
+    url = f"ssh://{sshd['user']}@127.0.0.1:{sshd['port']}{sshd['folder'] / 'remote'}"
+    run(repo, "dvc", "remote", "add", "--local", "-d", "server", url)
+    run(repo, "dvc", "remote", "modify", "--local", "server", "keyfile", str(sshd["folder"] / "no_such_key"))
+    line = one_line(share_command(repo, "publish"), f"publish: the DVC remote 'server' ({url}) is misconfigured: ")
+    assert "no_such_key" in line and "dvc remote modify [--local] server" in line, line
+
+
+def test_a_read_only_remote_is_one_line(team, tmp_path):
+    from test_faults import in_namespace
+
+    repo = clone(team, "remote-read-only")
+    remote = tmp_path / "read-only-remote"
+    remote.mkdir()
+    run(repo, "dvc", "remote", "add", "--local", "-d", "ro", str(remote))
+    run(repo, "dvc", "pull", "-q", "-r", "shared", "models/variants/batch_mini")
+    done = in_namespace(f"mount --bind {remote} {remote}\nmount -o remount,bind,ro {remote}\ncd {repo}\nset +e\n"
+                        f"PATH={Path(sys.executable).parent}:$PATH {sys.executable} -m nnstudy.share publish "
+                        f"2> {tmp_path}/stderr\necho $? > {tmp_path}/rc")
+    assert done.returncode == 0, done.stderr
+    result = subprocess.CompletedProcess([], int((tmp_path / "rc").read_text()), "", (tmp_path / "stderr").read_text())
+    line = one_line(result, f"publish: the DVC remote 'ro' ({remote}) cannot be written: read-only file system")
+    assert "your local work is kept" in line, line

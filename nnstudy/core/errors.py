@@ -58,7 +58,9 @@ def machine_fault(error: OSError) -> str | None:
         return None
     cause, remedy = MACHINE_FAULTS[error.errno]
     cache = study_cache()
-    filename = os.fsdecode(error.filename) if error.filename is not None else None
+    # A copy that fills its target's disk names the target second (shutil: source, then target).
+    named = error.filename2 if error.errno in CACHE_FULL and error.filename2 is not None else error.filename
+    filename = os.fsdecode(named) if named is not None else None
     if error.errno in CACHE_FULL and filename is not None and os.path.abspath(filename).startswith(
             os.path.join(os.path.abspath(cache), "")):
         return (f"{filename}: {cause} (the study's cache, NNSTUDY_CACHE={cache}); free some space there: "
