@@ -591,17 +591,25 @@ def orphaned_worker(pid: int, root: Path) -> bool:
     return parent == 1 and where.is_relative_to(root)
 
 
+def _signal_orphan(pid: int, signum: int) -> None:
+    """`signum` to the orphan's process group where it leads one (a worker does, with its stage in
+    it), else to it alone: never to a group it merely belongs to, which may hold anything."""
+    with contextlib.suppress(OSError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+
+
 def stop_orphans(pids: list[int], timeout: float = 30) -> None:
-    """SIGTERM to each orphan's process group (a worker leads its own, with its stage in it), then SIGKILL."""
+    """SIGTERM to each orphan, then SIGKILL to those still there after `timeout`."""
     for pid in pids:
-        with contextlib.suppress(OSError):
-            os.killpg(os.getpgid(pid), signal.SIGTERM)
+        _signal_orphan(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in pids:
-        with contextlib.suppress(OSError):
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        _signal_orphan(pid, signal.SIGKILL)
 
 
 def busy_lock_line(root: Path, error: Exception) -> str:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from nnstudy.core import lifeline
+from nnstudy.core.errors import INTERRUPTED
 from study_helpers import copy_project, processes_in, run, small_params, wait_for_no_processes_in
 
 
@@ -60,3 +61,14 @@ def test_a_stage_stops_when_dvc_is_killed_alone_and_the_rerun_resumes(tmp_path, 
     output = again.stdout + again.stderr
     assert "another process" not in output, output
     assert "resuming at epoch" in output or "kept from the interrupted run" in output, output
+
+    # Ctrl-C of a training stage (the terminal's SIGINT): one line, not a KeyboardInterrupt traceback.
+    stage = subprocess.Popen([sys.executable, "-m", "stages.train", "batch_online"], cwd=repo, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and stage.poll() is None and not list(resume.glob("*/*/epoch_*")):
+        time.sleep(0.01)
+    stage.send_signal(signal.SIGINT)
+    stderr = stage.communicate(timeout=60)[1]
+    assert stage.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == f"error: {INTERRUPTED}", stderr
