@@ -92,12 +92,14 @@ INTERRUPTED = ("interrupted; the seeds and epochs it finished are kept as checkp
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(), its outputs replaced together at the end; a StudyError or a machine
     fault becomes `error: ...` on stderr and exit code 2, and leaves the old outputs. Ctrl-C is one
-    line too (exit 130), and the stage stops by itself once the process that started it is gone
+    line too (exit 130), and a stage `dvc` started stops by itself once that `dvc` is gone
     (nnstudy.core.lifeline)."""
     from nnstudy.core.files import all_or_nothing
     from nnstudy.core.lifeline import watch_starter
 
-    watch_starter(os.environ.get("DVC_STAGE") or "the stage")
+    if os.environ.get("DVC_STAGE"):  # started by `dvc` (which sets it): stop when that dvc is gone.
+        # A stage started by hand is the user's own process: `nohup python -m stages.train …` outlives its shell.
+        watch_starter(os.environ["DVC_STAGE"])
     try:
         with all_or_nothing():
             main()

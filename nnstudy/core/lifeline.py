@@ -11,7 +11,7 @@ stages.train ..."`), which may or may not exec the command:
 - `die_with_parent`: Linux's PR_SET_PDEATHSIG, for a child this code starts itself (the study's
   workers, a stage's helpers). It fires when the *thread* that started the child ends, so the child
   must be started from a thread that lives as long as its parent (here: the main thread).
-- `watch_starter`: a thread in a stage that polls the chain of processes above it, through any
+- `watch_starter`: a thread in a stage `dvc` started (nnstudy.core.errors.run_stage) that polls the chain of processes above it, through any
   shells, up to the first that is not a shell (`dvc`, pytest, a terminal): once one of them has a new
   parent (the kernel re-parents the orphans of a dead process), the stage kills itself, exactly as
   a kill of its process group would; the checkpoints make the rerun resume.
