@@ -678,9 +678,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("publish", help="every stage of the workspace into the run-cache, pushed with its outputs")
     command = commands.add_parser("study", help="the whole study on several `dvc repro` side by side")
     command.add_argument("--workers", type=int, help=f"default: {TEAM_ENV}, or 2 where 2 cores are free")
-    command = commands.add_parser("pull", help="`dvc repro --pull ARGS`, a remote that fails in one line")
-    command.add_argument("repro_args", nargs=argparse.REMAINDER, help="passed on to `dvc repro --pull`")
-    args = parser.parse_args(argv)
+    commands.add_parser("pull", help="`dvc repro --pull ARGS`, a remote that fails in one line")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `pull`'s arguments are `dvc repro`'s own (`-s STAGE`, `--force`): passed on, not parsed here.
+    args = parser.parse_args(argv[:1] if argv[:1] == ["pull"] else argv)
+    args.repro_args = argv[1:]
     catch_interrupts()
     try:
         return run_command(parser, args)

@@ -212,9 +212,10 @@ def test_fresh_clone_pulls_a_complete_study(team, remote, request):
         run(repo, "dvc", "remote", "add", "--local", "-d", "ssh", url)
         run(repo, "dvc", "remote", "modify", "--local", "ssh", "keyfile", ssh["keyfile"])
         assert "keyfile" not in run(repo, "git", "diff").stdout
-    # What `python3 run.py study` runs on a clone with a remote: pull, not retrain.
+    # What `python3 run.py study` runs on a clone with a remote: pull, not retrain (`dvc repro --pull`,
+    # after a look at the remote).
     command = json.loads(run(repo, "python", "-c", "import json, os, run; print(json.dumps(run.study_command(dict(os.environ))))").stdout)
-    assert command == ["dvc", "repro", "--pull"]
+    assert command == ["python", "-m", "nnstudy.share", "pull"]
     started = time.perf_counter()
     done = run(repo, *command)
     seconds = time.perf_counter() - started
