@@ -382,7 +382,7 @@ def test_a_busy_lock_is_one_line_and_an_orphaned_workers_is_cleared(team, tmp_pa
     subprocess.run(["sh", "-c", f"{sys.executable} -c \"{HOLD_LOCK}\" > {held} &"], cwd=repo, start_new_session=True,
                    check=True)
     deadline = time.monotonic() + 60
-    while "held" not in held.read_text() and time.monotonic() < deadline:
+    while not (held.exists() and "held" in held.read_text()) and time.monotonic() < deadline:  # sh's & opens it later
         time.sleep(0.1)
     orphans = [pid for pid in processes_in(repo) if "Repo('.')" in share.command_line(pid)]
     assert len(orphans) == 1
