@@ -29,6 +29,8 @@ scheduling over the whole DAG (an ideal scheduler at stage level), for bench/sca
     python -m nnstudy.share publish                    # every up-to-date stage into the remote's run-cache
     python -m nnstudy.share study                      # `python3 run.py study`: the study on two
                                                        # `dvc repro` side by side on this machine (below)
+    python -m nnstudy.share pull [ARGS]                # `python3 run.py study` with a remote:
+                                                       # `dvc repro --pull ARGS`, a failing remote in one line
 """
 
 from __future__ import annotations
