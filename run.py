@@ -10,7 +10,8 @@
     python3 run.py publish   # every stage into the run-cache, pushed with its outputs to the DVC remote
 
 With a DVC remote configured, `study` runs `dvc repro --pull`: whatever the remote (or its
-run-cache) already holds is pulled instead of retrained.
+run-cache) already holds is pulled instead of retrained (a remote that fails is one line; with
+nothing to pull, the study runs without it).
 
 Any further arguments go to the underlying command (e.g. `python3 run.py test -k params`).
 """
@@ -91,12 +92,13 @@ def pip_install(env: Path, *args: str) -> None:
 
 
 def study_command(env: dict[str, str], args: list[str] | None = None) -> list[str]:
-    """`dvc repro --pull` when a DVC remote is configured (pull rather than retrain); `dvc repro ARGS`
-    when given arguments; else the whole study on two `dvc repro` side by side where two cores are
-    free (`python -m nnstudy.share study`, NNSTUDY_STUDY_WORKERS; the same results)."""
+    """`dvc repro --pull` when a DVC remote is configured (pull rather than retrain; through
+    `python -m nnstudy.share pull`, which looks at the remote first); `dvc repro ARGS` when given
+    arguments; else the whole study on two `dvc repro` side by side where two cores are free
+    (`python -m nnstudy.share study`, NNSTUDY_STUDY_WORKERS; the same results)."""
     remotes = subprocess.run(["dvc", "remote", "list"], cwd=ROOT, env=env, capture_output=True, text=True)
     if remotes.returncode == 0 and remotes.stdout.strip():
-        return ["dvc", "repro", "--pull", *(args or [])]
+        return ["python", "-m", "nnstudy.share", "pull", *(args or [])]
     if args:
         return ["dvc", "repro", *args]
     return ["python", "-m", "nnstudy.share", "study"]
@@ -127,6 +129,17 @@ def setup(env: Path = VENV, requirements: Path = REQUIREMENTS) -> int:
     return 0
 
 
+def absolute_cache(env: dict[str, str]) -> str | None:
+    """A relative NNSTUDY_CACHE made absolute, once, from the folder run.py was started in (the
+    stages run elsewhere: the repository, a worker's copy of it, and refuse a relative one); the
+    line that reports it, or None when there was nothing to resolve."""
+    chosen = env.get("NNSTUDY_CACHE")
+    if not chosen or os.path.isabs(chosen):
+        return None
+    env["NNSTUDY_CACHE"] = os.path.abspath(chosen)
+    return f"run.py: NNSTUDY_CACHE={chosen} is relative: using {env['NNSTUDY_CACHE']}"
+
+
 def main() -> int:
     if sys.version_info < (3, 11):
         sys.exit(f"run.py: needs Python 3.11 or newer, this is {sys.version.split()[0]}")
@@ -135,14 +148,17 @@ def main() -> int:
     if setup() != 0:
         return 2
     env = dict(os.environ, PATH=f"{bin_dir(VENV)}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(VENV))
+    if (resolved := absolute_cache(env)) is not None:
+        print(resolved, file=sys.stderr, flush=True)
     if sys.argv[1] == "study":
-        # This process becomes the study, so that a `kill` of it (not only Ctrl-C) reaches the
-        # study, which then stops its workers (nnstudy/share.py: study).
         command = study_command(env, sys.argv[2:])
-        os.chdir(ROOT)
-        os.execvpe(command[0], command, env)
-    command = COMMANDS[sys.argv[1]] + sys.argv[2:]
-    return subprocess.run(command, cwd=ROOT, env=env).returncode
+    else:
+        command = COMMANDS[sys.argv[1]] + sys.argv[2:]
+    # This process becomes the command, so that a `kill` of it (not only Ctrl-C) reaches the
+    # command itself, which then stops what it started (nnstudy/share.py: study); nothing is left
+    # running with run.py gone.
+    os.chdir(ROOT)
+    os.execvpe(command[0], command, env)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ scheduling over the whole DAG (an ideal scheduler at stage level), for bench/sca
     python -m nnstudy.share publish                    # every up-to-date stage into the remote's run-cache
     python -m nnstudy.share study                      # `python3 run.py study`: the study on two
                                                        # `dvc repro` side by side on this machine (below)
+    python -m nnstudy.share pull [ARGS]                # `python3 run.py study` with a remote:
+                                                       # `dvc repro --pull ARGS`, a failing remote in one line
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import contextlib
 import heapq
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,6 +53,8 @@ from typing import Mapping
 
 from nnstudy.core import paths
 from nnstudy.core.errors import StudyError
+from nnstudy.core.lifeline import die_with_parent
+from nnstudy.remotes import RemoteError, check_remote, missing_outputs, remote_errors
 from nnstudy.training.processes import cores, count_setting
 
 # Stages without a committed timing file (fetch, evaluate, summarize, ...) are assumed to take this
@@ -269,7 +274,8 @@ def plan(workers: int, root: Path = Path(".")) -> Plan:
 
 def publish(stages: set[str] | None = None, root: Path = Path("."), remote: str | None = None) -> int:
     """Put `stages` (default: every stage) into the run-cache and push the entries with every object
-    they name; returns how many entries were saved.
+    they name, then what `dvc push --run-cache` pushes; returns how many entries were saved. A remote
+    that fails is a RemoteError (one line); what was saved locally stays.
 
     Two DVC rules stand in the way of `dvc push --run-cache` alone. `dvc repro` saves no run-cache
     entry for a stage with a `cache: false` output that is not a stage-level metric or plot
@@ -282,13 +288,16 @@ def publish(stages: set[str] | None = None, root: Path = Path("."), remote: str 
     from dvc.repo import Repo
 
     saved = len(save_run_cache(stages, root))
-    with Repo(str(root)) as repo, repo.lock:
-        cache = repo.stage_cache
-        runs = Path(cache.cache_dir)
-        entries = [(entry.parent.name, entry.name) for entry in sorted(runs.glob("*/*/*"))] if runs.is_dir() else []
-        cache.push(remote)
-        for objs in cache.get_used_objs(entries).values():
-            repo.cloud.push(objs, remote=remote)
+    with remote_errors(root, remote):
+        with Repo(str(root)) as repo, repo.lock:
+            cache = repo.stage_cache
+            runs = Path(cache.cache_dir)
+            entries = [(entry.parent.name, entry.name) for entry in sorted(runs.glob("*/*/*"))] if runs.is_dir() else []
+            cache.push(remote)
+            for objs in cache.get_used_objs(entries).values():
+                repo.cloud.push(objs, remote=remote)
+        with Repo(str(root)) as repo:  # `dvc push --run-cache` (it takes DVC's lock itself)
+            repo.push(remote=remote, run_cache=True)
     return saved
 
 
@@ -318,17 +327,18 @@ def worker(workers: int, index: int, root: Path = Path(".")) -> int:
     if not remotes.strip():
         print("worker: no DVC remote is configured; add one first (docs/team.md: A remote)", file=sys.stderr)
         return 2
+    check_remote(root)  # before hours of training whose outputs it could not push
     share = plan(workers, root)
     stages = share.workers[index]
     print(f"worker {index + 1}/{workers}: {len(stages)} stages, ~{share.loads[index]:.0f} s by the committed "
           f"timings ({DEFAULT_STAGE_SECONDS:.0f} s for a stage without one): {' '.join(stages) or '(none)'}", flush=True)
     if stages:
-        done = subprocess.run(["dvc", "repro", "--pull", *stages], cwd=root)
-        if done.returncode:
-            return done.returncode
+        code = run_here(["dvc", "repro", "--pull", *stages], root)
+        if code:
+            return code
     saved = publish({*share.trunk, *stages}, root)
     print(f"worker {index + 1}/{workers}: {saved} stages in the run-cache, pushed with their outputs", flush=True)
-    return subprocess.run(["dvc", "push", "--run-cache"], cwd=root).returncode
+    return 0
 
 
 # --- One machine, several workers: `python3 run.py study`.
@@ -430,13 +440,32 @@ def hand_over(copy: Path, stages: set[str], root: Path) -> list[str]:
     return done
 
 
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) or `kill` (SIGTERM) of the study: it stops its workers and keeps their work."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+def catch_interrupts(handler=_interrupt) -> None:
+    """Ctrl-C and `kill` as Interrupted (or, with signal.SIG_IGN, held off: while work is handed over)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
 def _start(command: list[str], cwd: Path, prefix: str | None) -> subprocess.Popen:
-    """`command` in a process group of its own (to stop it with everything it started); its output
-    on ours, each line after `prefix` when given."""
+    """`command` in a process group of its own (to stop it with everything it started), killed by
+    the kernel should this process die first (a `kill -9` of the study: its stages then stop too,
+    nnstudy.core.lifeline); its output on ours, each line after `prefix` when given."""
     if prefix is None:
-        return subprocess.Popen(command, cwd=cwd, start_new_session=True)
-    process = subprocess.Popen(command, cwd=cwd, start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, bufsize=1)
+        return subprocess.Popen(command, cwd=cwd, start_new_session=True, preexec_fn=die_with_parent)
+    process = subprocess.Popen(command, cwd=cwd, start_new_session=True, preexec_fn=die_with_parent,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
 
     def relay() -> None:
         for line in process.stdout:
@@ -460,13 +489,24 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
+def run_here(command: list[str], root: Path) -> int:
+    """`command` (a `dvc repro`) in `root`, stopped with all it started should this process be
+    interrupted or die; its exit code."""
+    process = _start(command, root, None)
+    try:
+        return process.wait()
+    except BaseException:
+        _stop([process])
+        raise
+
+
 def study(workers: int, root: Path = Path(".")) -> int:
     """The whole study, as `dvc repro` would run it, on `workers` side by side (see above)."""
     root = root.resolve()
     plan, work = pending_plan(workers, root)
     shares = [stages for stages in plan.workers if stages]
     if workers < 2 or len(shares) < 2 or work < MIN_TEAM_SECONDS:
-        return subprocess.run(["dvc", "repro"], cwd=root).returncode
+        return run_here(["dvc", "repro"], root)
     print(f"study: {len(shares)} workers side by side ({TEAM_ENV}), each a share of the {len(plan.trunk) + sum(map(len, shares)) + len(plan.gather)} "
           f"stages to run (~{work:.0f} s of work by the committed timings); then one `dvc repro` here "
           f"gathers them and runs {' '.join(plan.gather) or 'nothing more'}", flush=True)
@@ -475,7 +515,6 @@ def study(workers: int, root: Path = Path(".")) -> int:
     processes: list[subprocess.Popen] = []
     # The workers run in process groups of their own (so that each can be stopped with all it
     # started): Ctrl-C and `kill` reach only this process, which then stops them (below).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         for copy in copies:  # before this workspace's outputs start to be replaced
             copy_workspace(root, copy)
@@ -491,24 +530,143 @@ def study(workers: int, root: Path = Path(".")) -> int:
             _stop(processes)
         side_by_side = time.perf_counter() - started
         # What the other workers finished comes here, failed or not: a re-run does not train it again.
-        handed = [hand_over(copy, set(stages), root) for copy, stages in zip(copies, shares[1:])]
+        handed = hand_over_all(copies, shares[1:], root)
         if failed:
             index, code = failed[0]
             print(f"study: worker {index}'s `dvc repro` failed (exit {code}), its output above; the other "
-                  f"workers were stopped. The {sum(map(len, handed))} stages the other workspaces finished "
+                  f"workers were stopped. The {len(handed)} stages the other workspaces finished "
                   "are here; `python3 run.py study` again runs the rest", file=sys.stderr)
             return code
         # Restores the other workers' stages from the shared cache, and runs what reads from several.
-        gathered = subprocess.run(["dvc", "repro"], cwd=root).returncode
+        gathered = run_here(["dvc", "repro"], root)
         print(f"study: the workers side by side {side_by_side:.0f} s, the gathering `dvc repro` "
               f"{time.perf_counter() - started - side_by_side:.0f} s", flush=True)
         return gathered
+    except Interrupted as stop:
+        _stop(processes)
+        catch_interrupts(signal.SIG_IGN)  # a second Ctrl-C must not cut the hand-over short
+        handed = hand_over_all(copies, shares[1:], root)
+        kept = f" ({len(handed)} of them from the other workspaces: {' '.join(handed)})" if handed else ""
+        print(f"study: stopped ({stop}); the stages the workers finished are kept{kept}, and a stage "
+              "stopped mid-training resumes from its checkpoints: `python3 run.py study` runs the rest",
+              file=sys.stderr, flush=True)
+        return 128 + stop.signum
     except BaseException:
         _stop(processes)
         raise
     finally:
         for copy in copies:
             shutil.rmtree(copy, ignore_errors=True)
+
+
+def hand_over_all(copies: list[Path], shares: list[tuple[str, ...]], root: Path) -> list[str]:
+    """hand_over from every copy that exists (a copy still being made when the study stopped may not)."""
+    return [stage for copy, stages in zip(copies, shares) if (copy / "dvc.lock").exists()
+            for stage in hand_over(copy, set(stages), root)]
+
+
+# --- A DVC lock that is taken when the study starts.
+
+def lock_holders(root: Path, error: Exception) -> list[int]:
+    """The live `dvc` (or study) processes that hold `root`'s DVC locks: those DVC's `is busy` message
+    names (the rwlock), and the one whose PID is in .dvc/tmp/lock (DVC's repository lock)."""
+    pids = {int(pid) for pid in re.findall(r"\(PID (\d+)\)", str(error), re.IGNORECASE)}
+    with contextlib.suppress(OSError, ValueError):
+        pids.add(int((root / ".dvc" / "tmp" / "lock").read_text().strip()))
+    return sorted(pid for pid in pids if pid != os.getpid() and re.search(r"dvc|nnstudy", command_line(pid)))
+
+
+def command_line(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    return ""
+
+
+def orphaned_worker(pid: int, root: Path) -> bool:
+    """A process working in `root` (or a copy of it the study made) whose parent is gone: a worker
+    of a study that was killed, left by a version of this code whose workers did not die with it."""
+    try:
+        parent = int(re.search(r"^PPid:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M).group(1))
+        where = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except (OSError, AttributeError):
+        return False
+    return parent == 1 and where.is_relative_to(root)
+
+
+def _signal_orphan(pid: int, signum: int) -> None:
+    """`signum` to the orphan's process group where it leads one (a worker does, with its stage in
+    it), else to it alone: never to a group it merely belongs to, which may hold anything."""
+    with contextlib.suppress(OSError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+
+
+def stop_orphans(pids: list[int], timeout: float = 30) -> None:
+    """SIGTERM to each orphan, then SIGKILL to those still there after `timeout`."""
+    for pid in pids:
+        _signal_orphan(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:
+        _signal_orphan(pid, signal.SIGKILL)
+
+
+def busy_lock_line(root: Path, error: Exception) -> str:
+    """One line for a DVC lock held by someone else: who holds it and what to do."""
+    holders = lock_holders(root, error)
+    if not holders:
+        return (f"DVC's lock on {root} is taken ({str(error).splitlines()[0]}), by no running `dvc`: if none runs "
+                f"here, remove {root / '.dvc/tmp/lock'} and {root / '.dvc/tmp/rwlock'}, then re-run")
+    who = ", ".join(f"PID {pid} (`{command_line(pid)[:80]}`)" for pid in holders)
+    return (f"this workspace ({root}) is busy: DVC's lock is held by {who}; wait for it to finish, or stop it "
+            f"(`kill {' '.join(map(str, holders))}`), then re-run")
+
+
+def study_in_a_free_workspace(workers: int, root: Path = Path(".")) -> int:
+    """study(), first stopping what holds the workspace's DVC lock where that is safe (the orphaned
+    workers of a killed study), else one line that names the holder (exit 2)."""
+    from dvc.lock import LockError
+
+    root = root.resolve()
+    try:
+        return study(workers, root)
+    except LockError as error:
+        holders = lock_holders(root, error)
+        orphans = [pid for pid in holders if orphaned_worker(pid, root)]
+        if not holders or orphans != holders:
+            print(f"study: {busy_lock_line(root, error)}", file=sys.stderr)
+            return 2
+        print(f"study: stopping {len(orphans)} `dvc repro` left running by an earlier study that was killed "
+              f"(PID {' '.join(map(str, orphans))}); what they trained resumes from its checkpoints",
+              file=sys.stderr, flush=True)
+        stop_orphans(orphans)
+    try:
+        return study(workers, root)
+    except LockError as error:
+        print(f"study: {busy_lock_line(root, error)}", file=sys.stderr)
+        return 2
+
+
+# --- `python3 run.py study` with a DVC remote.
+
+def pull_study(args: list[str], root: Path = Path(".")) -> int:
+    """`dvc repro --pull ARGS`, after a look at the remote: one that fails is one line (exit 2) where
+    something had to come from it, else a one-line warning, and the study runs here without it."""
+    try:
+        check_remote(root)
+    except RemoteError as error:
+        missing = missing_outputs(root)
+        if missing:
+            print(f"study: {error.problem}, and {len(missing)} outputs are to come from it (e.g. {missing[0]}); "
+                  f"{error.remedy}", file=sys.stderr)
+            return 2
+        print(f"study: warning: {error.problem}; nothing needs pulling from it, so the study runs here "
+              "(`dvc push` once it is back)", file=sys.stderr, flush=True)
+        return run_here(["dvc", "repro", *args], root)
+    return run_here(["dvc", "repro", "--pull", *args], root)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -522,7 +680,24 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("publish", help="every stage of the workspace into the run-cache, pushed with its outputs")
     command = commands.add_parser("study", help="the whole study on several `dvc repro` side by side")
     command.add_argument("--workers", type=int, help=f"default: {TEAM_ENV}, or 2 where 2 cores are free")
-    args = parser.parse_args(argv)
+    commands.add_parser("pull", help="`dvc repro --pull ARGS`, a remote that fails in one line")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `pull`'s arguments are `dvc repro`'s own (`-s STAGE`, `--force`): passed on, not parsed here.
+    args = parser.parse_args(argv[:1] if argv[:1] == ["pull"] else argv)
+    args.repro_args = argv[1:]
+    catch_interrupts()
+    try:
+        return run_command(parser, args)
+    except RemoteError as error:
+        print(f"{args.command}: {error}", file=sys.stderr)
+        return 2
+    except Interrupted as stop:
+        print(f"{args.command}: stopped ({stop}); the stages that finished are kept, and a stage stopped "
+              "mid-training resumes from its checkpoints: run the same command again", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "study":
         try:
             workers = study_workers() if args.workers is None else args.workers
@@ -531,10 +706,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if workers < 1:
             parser.error(f"--workers must be at least 1, got {workers}")
-        return study(workers)
+        return study_in_a_free_workspace(workers)
+    if args.command == "pull":
+        return pull_study(args.repro_args)
     if args.command == "publish":
         print(f"publish: {publish()} stages in the run-cache, pushed with their outputs")
-        return subprocess.run(["dvc", "push", "--run-cache"]).returncode
+        return 0
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.command == "worker":

@@ -230,3 +230,23 @@ def shared_study(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Path
         run(folder.parent, "git", "clone", "-q", str(team["origin"]), str(folder))
         run(folder, "dvc", "pull", "-q")
     return _once(_session_root(tmp_path_factory), "study-jax", pull)
+
+
+def processes_in(folder: Path) -> list[int]:
+    """The processes whose current folder is `folder` or inside it (a stage, a `dvc`, a study's worker)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+def wait_for_no_processes_in(folder: Path, seconds: float = 15) -> list[int]:
+    """processes_in(folder) once it is empty, or after `seconds` (what is still running then)."""
+    deadline = time.monotonic() + seconds
+    while (left := processes_in(folder)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left

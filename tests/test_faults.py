@@ -505,3 +505,64 @@ def test_run_py_names_the_missing_venv_package(tmp_path):
     assert (tmp_path / "rc").read_text().strip() == "2" and len(lines) == 1, lines
     assert "sudo apt-get install python3.11-venv" in lines[0], lines[0]
     assert not env.exists()
+
+
+# --- issue 29: messages that name their path ---
+
+def test_a_damaged_npz_header_is_the_one_line_of_other_damage(tmp_path):
+    """The issue's probe: a flipped byte in an array's header (False -> Galse) printed `<ast.Name object
+    at 0x…>`; numpy's other header complaints quote the header, newline and all."""
+    from nnstudy.core.data import load_split
+
+    split = tmp_path / "prepared"
+    files.write_npz(split / "train.npz", x=np.zeros((1000, 64), np.float32), y=np.zeros(1000, np.int64),
+                    image_shape=np.array([8, 8]))
+    whole = (split / "train.npz").read_bytes()
+    for old, new in [(b"False", b"Galse"), (b"'descr'", b"'descr&"), (b"'shape'", b"'rhape'")]:
+        (split / "train.npz").write_bytes(whole.replace(old, new, 1))
+        with pytest.raises(DataError) as caught:
+            load_split("train", split)
+        message = str(caught.value)
+        assert message == (f"{split / 'train.npz'}: corrupt or truncated (an array's header is damaged); "
+                           "run `dvc repro` (the prepare stage writes it)"), message
+
+
+def test_a_relative_cache_is_refused_before_it_is_made(study):
+    line = one_line(stage(study, "train", "batch_mini", NNSTUDY_CACHE="relative/cache"))
+    assert "NNSTUDY_CACHE=relative/cache: not an absolute path; set it to one" in line, line
+    assert not (study / "relative").exists()
+
+
+def test_run_py_resolves_a_relative_cache_once_and_says_so(monkeypatch, tmp_path):
+    import run as run_py
+
+    monkeypatch.chdir(tmp_path)
+    env = {"NNSTUDY_CACHE": "relative/cache"}
+    assert run_py.absolute_cache(env) == f"run.py: NNSTUDY_CACHE=relative/cache is relative: using {tmp_path}/relative/cache"
+    assert env["NNSTUDY_CACHE"] == f"{tmp_path}/relative/cache"
+    assert run_py.absolute_cache(env) is None and run_py.absolute_cache({}) is None
+
+
+def test_a_full_cache_names_the_cache_and_what_to_clean_there(monkeypatch, tmp_path):
+    import errno
+
+    monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path / "cache"))
+    message = machine_fault(OSError(errno.ENOSPC, "No space left on device", f"{tmp_path}/cache/resume/k/seed_1/e.ckpt"))
+    assert message.startswith(f"{tmp_path}/cache/resume/k/seed_1/e.ckpt: no space left on the device (the study's "
+                              f"cache, NNSTUDY_CACHE={tmp_path}/cache); free some space there: {tmp_path}/cache/resume "
+                              "holds the checkpoints"), message
+    assert "dvc gc" not in message
+    # In the workspace, `dvc gc` is the right advice; without a path, both places are named.
+    assert "dvc gc" in machine_fault(OSError(errno.ENOSPC, "No space left on device", "models/x.keras"))
+    assert f"in the study's cache {tmp_path}/cache" in machine_fault(OSError(errno.ENOSPC, "No space left on device"))
+
+
+def test_training_with_a_full_cache_says_one_line_naming_it(study, tmp_path):
+    """The issue's probe: NNSTUDY_CACHE on a full disk failed after training with `a file this stage
+    writes: no space left`, advising `dvc gc` (which cleans DVC's cache, not this one)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    done = run_in_namespace(study, tmp_path, f"mount -t tmpfs -o size=16k tmpfs {cache}",
+                            f"{PYTHON} -m stages.train batch_mini")
+    line = one_line(done)
+    assert line.startswith(f"error: {cache}/") and f"(the study's cache, NNSTUDY_CACHE={cache}); free some space there" in line, line

@@ -22,7 +22,8 @@ import yaml
 import run as run_py
 from nnstudy import share
 from nnstudy.core.errors import StudyError
-from study_helpers import ROOT, TIMED, clone, copy_project, run, shared_team, small_params, without_timing
+from study_helpers import (ROOT, TIMED, clone, copy_project, processes_in, run, shared_team, small_params,
+                           wait_for_no_processes_in, without_timing)
 
 TRAINING = ("train@", "sweep_", "tune", "final", "openset", "transfer_pretrain", "transfer_train@", "transfer_sweep_")
 
@@ -211,9 +212,10 @@ def test_fresh_clone_pulls_a_complete_study(team, remote, request):
         run(repo, "dvc", "remote", "add", "--local", "-d", "ssh", url)
         run(repo, "dvc", "remote", "modify", "--local", "ssh", "keyfile", ssh["keyfile"])
         assert "keyfile" not in run(repo, "git", "diff").stdout
-    # What `python3 run.py study` runs on a clone with a remote: pull, not retrain.
+    # What `python3 run.py study` runs on a clone with a remote: pull, not retrain (`dvc repro --pull`,
+    # after a look at the remote).
     command = json.loads(run(repo, "python", "-c", "import json, os, run; print(json.dumps(run.study_command(dict(os.environ))))").stdout)
-    assert command == ["dvc", "repro", "--pull"]
+    assert command == ["python", "-m", "nnstudy.share", "pull"]
     started = time.perf_counter()
     done = run(repo, *command)
     seconds = time.perf_counter() - started
@@ -292,16 +294,22 @@ def forget(repo: Path, lock: dict, stages: list[str]) -> None:
                 (repo / ".dvc/cache/files/md5" / out["md5"][:2] / out["md5"][2:]).unlink(missing_ok=True)
 
 
-def processes_in(folder: Path) -> list[int]:
-    """The processes whose current folder is `folder` or inside it."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
-                found.append(int(proc.name))
-        except OSError:  # gone meanwhile, or not ours to read
-            pass
-    return found
+def start_study(repo: Path) -> subprocess.Popen:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.Popen([sys.executable, "-m", "nnstudy.share", "study", "--workers", "2"], cwd=repo, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def read_until(study: subprocess.Popen, prefix: str, times: int = 1) -> list[str]:
+    """The study's lines up to the `times`-th that starts with `prefix`."""
+    seen = []
+    for line in study.stdout:
+        seen.append(line)
+        if line.startswith(prefix):
+            times -= 1
+            if times == 0:
+                break
+    return seen
 
 
 def test_study_on_two_workers_side_by_side_is_the_study_and_stops_as_one(team):
@@ -310,41 +318,78 @@ def test_study_on_two_workers_side_by_side_is_the_study_and_stops_as_one(team):
     committed = yaml.safe_load((repo / "dvc.lock").read_text())
     forget(repo, committed, GONE)
 
-    # Stopped (`kill`) while both workers train: it stops them, with every stage they started.
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    study = subprocess.Popen([sys.executable, "-m", "nnstudy.share", "study", "--workers", "2"], cwd=repo, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in study.stdout:
-        seen.append(line)
-        if line.startswith("[worker 2] Running stage"):
-            break
-    study.terminate()
-    seen += study.stdout.readlines()
-    assert study.wait(timeout=60) == 128 + 15, "".join(seen)
-    time.sleep(1)
-    assert processes_in(repo) == [], "".join(seen)  # no worker, no stage left running
-    assert not any((repo / ".dvc/tmp/team").glob("*")), "".join(seen)
+    # `kill -9` of the study while both workers train (the issue's probe: both kept training, with no
+    # parent): the workers die with it, and their stages with them.
+    study = start_study(repo)
+    seen = read_until(study, "[worker 2] Running stage")
+    study.kill()
+    study.wait()
+    assert wait_for_no_processes_in(repo) == [], "".join(seen)
 
-    # From the same start again (whatever the stopped run finished, forgotten), to the end.
+    # SIGTERM (as Ctrl-C) once the second worker has finished a stage: it is handed over, not lost.
     run(repo, "git", "checkout", "--", "dvc.lock")
     forget(repo, committed, GONE)
+    study = start_study(repo)
+    seen = read_until(study, "[worker 2] Running stage", times=2)
+    study.terminate()
+    seen += study.stdout.readlines()
+    assert study.wait(timeout=120) == 128 + 15, "".join(seen)
+    assert wait_for_no_processes_in(repo, seconds=5) == [], "".join(seen)  # no worker, no stage left running
+    assert not any((repo / ".dvc/tmp/team").glob("*")), "".join(seen)
+    stopped = [line for line in seen if line.startswith("study: stopped (SIGTERM)")]
+    assert len(stopped) == 1 and "Traceback" not in "".join(seen), "".join(seen)
+    handed = stopped[0].split("from the other workspaces: ")[1].split(")")[0].split()
+    assert handed and set(handed) <= set(GONE), stopped[0]
+    started_here = [line.split("'")[1] for line in seen if line.startswith("Running stage '")]
+
+    # The rerun trains only what was not finished: never a stage the second worker handed over.
     done = run(repo, "python", "-m", "nnstudy.share", "study", "--workers", "2")
     output = done.stdout + done.stderr
-    assert "study: 2 workers side by side" in output, output
     lines = output.splitlines()
     second = [line.split("'")[1] for line in lines if line.startswith("[worker 2] Running stage '")]
     first = [line.split("'")[1] for line in lines if line.startswith("Running stage '")]
-    # Every stage to run ran once, on one worker or the other; the second worker's came back here
-    # through the shared cache and its dvc.lock entries (checked out, not run); nothing else trained.
-    assert training(second) and sorted(training(first) + training(second)) == sorted(GONE), output
-    for stage in second:
+    rerun = training(first) + training(second)
+    assert not set(rerun) & set(handed) and sorted(rerun) == sorted(set(rerun)), output
+    assert set(rerun) | set(handed) | set(started_here) == set(GONE), output
+    for stage in second:  # the second worker's stages came back checked out, not run
         assert f"Stage '{stage}' is cached - skipping run" in done.stdout, output
     assert "up to date" in run(repo, "dvc", "status").stdout
     assert without_timing(yaml.safe_load((repo / "dvc.lock").read_text())) == without_timing(committed)
     changed = [line[3:] for line in run(repo, "git", "status", "--porcelain").stdout.splitlines()]
     assert all(path.startswith(TIMED) for path in changed), changed
     assert not any((repo / ".dvc/tmp/team").glob("*"))
+
+
+HOLD_LOCK = ("import time; from dvc.repo import Repo; repo = Repo('.'); repo.lock.lock(); print('held', flush=True); "
+             "time.sleep(300)")
+
+
+def test_a_busy_lock_is_one_line_and_an_orphaned_workers_is_cleared(team, tmp_path):
+    repo = clone(team, "busy-lock")
+    run(repo, "dvc", "pull", "-q")
+    # A live `dvc` here, started by someone: named, and left alone.
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK], cwd=repo, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        done = share_command(repo, "study")
+        line = one_line(done, f"study: this workspace ({repo}) is busy: DVC's lock is held by PID {holder.pid} (`")
+        assert f"(`kill {holder.pid}`), then re-run" in line and holder.poll() is None, line
+    finally:
+        holder.kill()
+        holder.wait()
+    # One whose parent is gone (a worker of a killed study, by an older version): stopped, and the study runs.
+    held = tmp_path / "held"
+    subprocess.run(["sh", "-c", f"{sys.executable} -c \"{HOLD_LOCK}\" > {held} &"], cwd=repo, start_new_session=True,
+                   check=True)
+    deadline = time.monotonic() + 60
+    while not (held.exists() and "held" in held.read_text()) and time.monotonic() < deadline:  # sh's & opens it later
+        time.sleep(0.1)
+    orphans = [pid for pid in processes_in(repo) if "Repo('.')" in share.command_line(pid)]
+    assert len(orphans) == 1
+    done = share_command(repo, "study")
+    assert done.returncode == 0 and done.stderr.startswith(
+        f"study: stopping 1 `dvc repro` left running by an earlier study that was killed (PID {orphans[0]})"), done.stderr
+    assert not Path(f"/proc/{orphans[0]}").exists() and "up to date" in run(repo, "dvc", "status").stdout
 
 
 def test_study_refuses_a_bad_number_of_workers(team):
@@ -355,3 +400,66 @@ def test_study_refuses_a_bad_number_of_workers(team):
         "study: NNSTUDY_STUDY_WORKERS='many': must be 'auto' or a whole number of workers >= 1 "
         "(1 runs the study in one `dvc repro`)"], env_run.stderr
     assert "Running stage" not in env_run.stdout
+
+
+# --- Remotes that fail: one line each, exit 2, nothing local lost.
+
+def one_line(done: subprocess.CompletedProcess, prefix: str) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(prefix), (done.returncode, done.stderr)
+    return lines[0]
+
+
+def share_command(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return run(repo, "python", "-m", "nnstudy.share", *args, check=False)
+
+
+def test_an_unreachable_remote_is_one_line_and_without_anything_to_pull_the_study_runs_here(team):
+    repo = clone(team, "remote-down")
+    url = f"ssh://127.0.0.1:{free_port()}/srv/remote"  # a closed port: a server that is down
+    run(repo, "dvc", "remote", "add", "--local", "-d", "down", url)
+    down = f"the DVC remote 'down' ({url}) cannot be reached: connect call failed"
+    # A fresh clone: its outputs are to come from the remote.
+    line = one_line(share_command(repo, "pull"), f"study: {down}")
+    assert "outputs are to come from it" in line and "your local work is kept" in line, line
+    worker = share_command(repo, "worker", "--workers", "2", "--index", "0")
+    one_line(worker, f"worker: {down}")
+    assert "Running stage" not in worker.stdout, worker.stdout
+    # With the study here (pulled from the team's own remote), `publish` saves it in the run-cache,
+    # and the push alone fails.
+    run(repo, "dvc", "pull", "-q", "-r", "shared")
+    one_line(share_command(repo, "publish"), f"publish: {down}")
+    assert any((repo / ".dvc/cache/runs").rglob("*")), "the run-cache entries were not kept"
+    # Nothing to pull: a warning, and the study runs here (nothing to do).
+    done = share_command(repo, "pull")
+    assert done.returncode == 0 and done.stderr.strip().splitlines() == [
+        f"study: warning: {down.split(': connect')[0]}: connect call failed ('127.0.0.1', {url.split(':')[2].split('/')[0]}); "
+        "nothing needs pulling from it, so the study runs here (`dvc push` once it is back)"], done.stderr
+    assert ran(done.stdout) == [] and "up to date" in run(repo, "dvc", "status").stdout
+    assert run(repo, "git", "status", "--porcelain").stdout == ""
+
+
+def test_a_misconfigured_ssh_remote_is_one_line(team, sshd):
+    repo = clone(team, "remote-misconfigured")
+    url = f"ssh://{sshd['user']}@127.0.0.1:{sshd['port']}{sshd['folder'] / 'remote'}"
+    run(repo, "dvc", "remote", "add", "--local", "-d", "server", url)
+    run(repo, "dvc", "remote", "modify", "--local", "server", "keyfile", str(sshd["folder"] / "no_such_key"))
+    line = one_line(share_command(repo, "publish"), f"publish: the DVC remote 'server' ({url}) is misconfigured: ")
+    assert "no_such_key" in line and "dvc remote modify [--local] server" in line, line
+
+
+def test_a_read_only_remote_is_one_line(team, tmp_path):
+    from test_faults import in_namespace
+
+    repo = clone(team, "remote-read-only")
+    remote = tmp_path / "read-only-remote"
+    remote.mkdir()
+    run(repo, "dvc", "remote", "add", "--local", "-d", "ro", str(remote))
+    run(repo, "dvc", "pull", "-q", "-r", "shared", "models/variants/batch_mini")
+    done = in_namespace(f"mount --bind {remote} {remote}\nmount -o remount,bind,ro {remote}\ncd {repo}\nset +e\n"
+                        f"PATH={Path(sys.executable).parent}:$PATH {sys.executable} -m nnstudy.share publish "
+                        f"2> {tmp_path}/stderr\necho $? > {tmp_path}/rc")
+    assert done.returncode == 0, done.stderr
+    result = subprocess.CompletedProcess([], int((tmp_path / "rc").read_text()), "", (tmp_path / "stderr").read_text())
+    line = one_line(result, f"publish: the DVC remote 'ro' ({remote}) cannot be written: read-only file system")
+    assert "your local work is kept" in line, line

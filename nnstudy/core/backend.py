@@ -9,6 +9,7 @@ import importlib.abc
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -88,6 +89,10 @@ def activate(backend: str) -> None:
             jax.config.update("jax_compilation_cache_dir", str(paths.cache_dir() / "jax"))
             # Only programs that took a while to compile are worth a disk round-trip.
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
+            # A program that cannot be cached (a full NNSTUDY_CACHE) is compiled again next time: no
+            # reason for a warning a program. A full cache stops the stage at its next checkpoint,
+            # in one line that names the cache (nnstudy.core.errors.machine_fault).
+            warnings.filterwarnings("ignore", message="Error writing persistent compilation cache entry")
         with _hidden(KERAS_OPTIONAL):
             import keras  # noqa: F401
     if backend != "tensorflow":

@@ -230,6 +230,19 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
 
 # --- save and load ---
 
+# What numpy's .npy header parser says about a damaged header: the header itself (with its newline),
+# an `ast` node's repr, a tokenizer's complaint. None of it helps; that the header is damaged does.
+HEADER_DAMAGE = ("header", "malformed node", "dtype descriptor", "eof in multi-line", "invalid syntax")
+
+
+def damage(error: Exception) -> str:
+    """A short, one-line description of what is damaged in an .npz file."""
+    if isinstance(error, SyntaxError) or any(words in str(error).lower() for words in HEADER_DAMAGE):
+        return "an array's header is damaged"
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}"
+
+
 def _read_npz(path: Path, required: tuple[str, ...], hint: str) -> dict[str, np.ndarray]:
     """Every array in an .npz file, or DataError naming the file if it is missing or damaged."""
     try:
@@ -246,11 +259,11 @@ def _read_npz(path: Path, required: tuple[str, ...], hint: str) -> dict[str, np.
             arrays = {key: npz[key] for key in npz.files}
     except ValueError as error:
         if "pickle" not in str(error):
-            raise DataError(f"{path}: corrupt or truncated (ValueError: {error}); {hint}") from None
+            raise DataError(f"{path}: corrupt or truncated ({damage(error)}); {hint}") from None
         raise DataError(f"{path}: holds Python objects, not plain arrays (never written by this study); "
                         f"{hint}") from None
     except Exception as error:  # a damaged file fails in zipfile, zlib or numpy's header parser alike
-        raise DataError(f"{path}: corrupt or truncated ({type(error).__name__}: {error}); {hint}") from None
+        raise DataError(f"{path}: corrupt or truncated ({damage(error)}); {hint}") from None
     missing = [key for key in required if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(missing)}; {hint}")

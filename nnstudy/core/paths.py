@@ -161,11 +161,17 @@ def timing_file(stage: str) -> Path:
 def cache_dir() -> Path:
     """Kept between runs, outside the repository (downloads, compiled XLA programs), created here.
 
-    NNSTUDY_CACHE overrides ~/.cache/nnstudy. A cache that cannot be used (no home folder, a file
-    in its place, a folder this user cannot write) is a SetupError naming it and what to set.
+    NNSTUDY_CACHE (an absolute path) overrides ~/.cache/nnstudy. A cache that cannot be used (no
+    home folder, a relative path, a file in its place, a folder this user cannot write) is a
+    SetupError naming it and what to set.
     """
     chosen = os.environ.get("NNSTUDY_CACHE")
     if chosen:
+        if not os.path.isabs(chosen):
+            # Each stage runs in its own folder (the repository, a worker's copy of it, a queued
+            # experiment's temporary one): a relative cache would be a new one inside each.
+            raise SetupError(f"NNSTUDY_CACHE={chosen}: not an absolute path; set it to one (e.g. "
+                             f"NNSTUDY_CACHE=$PWD/{chosen}; `python3 run.py` does that for you)")
         folder, where = Path(chosen), f"NNSTUDY_CACHE={chosen}"
     else:
         home_env = os.environ.get("HOME")

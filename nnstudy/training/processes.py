@@ -23,10 +23,8 @@ It changes no result, so it is a setting of the machine, not of the study: it is
 and no stage re-runs for it (as NNSTUDY_RESUME).
 """
 
-import ctypes
 import multiprocessing
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -34,13 +32,13 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from nnstudy.core.errors import StudyError
+from nnstudy.core.lifeline import die_with_parent
 
 ENV = "NNSTUDY_SEED_PROCESSES"
 ONE_CORE_BATCH = 16        # two processes still train 1.51x one alone at 16 (bench/seed_processes.json)
 LONG_SEED = 1_000_000      # examples a seed trains on (rows x epochs): ~7 s at batch 256 on 2 cores
 PER_CORE = 2               # at most this many processes a core: each holds the data and a JAX runtime
 LONG_SOURCE_SEED = 2_000_000  # pixels a source network trains on: ~2.5 s of cnn_medium
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def cores() -> int:
@@ -94,10 +92,7 @@ def source_processes(seeds: int, pixels: int, environ: Mapping[str, str] | None 
 def _die_with_parent(parent: int) -> None:
     """A helper must not outlive the stage: killed (kill -9) while its helpers train, a stage's
     rerun would otherwise race them for the workspace and the checkpoints."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the helpers end with their seed
-        pass
+    die_with_parent()  # off Linux a no-op: the helpers end with their seed
     if os.getppid() != parent:  # the stage died before prctl took effect
         os._exit(1)
 

@@ -92,8 +92,14 @@ def _replace_atomically(path: Path, write) -> None:
     """Write to a temporary name, then rename: a kill mid-write leaves the previous file whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.filename is None:  # a write to the open file names none: the full cache's message needs it
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        raise
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -400,6 +406,15 @@ def resume_network(network: keras.Model, state: EpochState, first_batch: tuple[n
         live.step = state.live_step
 
 
+def holder(folder: Path) -> str:
+    """' (PID n, in workspace w)': who holds a stage's checkpoints, from the note it left; '' if unknown."""
+    try:
+        about = json.loads((folder / ABOUT).read_text())
+        return f" (PID {about['pid']}, in {about['workspace']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 class StageCheckpoints:
     """One stage's checkpoints: the seeds it finished and the running seed's last epoch.
 
@@ -418,8 +433,8 @@ class StageCheckpoints:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 lock.close()
-                print(f"{stage}: another process is training the same settings; running without checkpoints",
-                      file=sys.stderr)
+                print(f"{stage}: another process{holder(self.folder)} is training the same settings; running "
+                      "without checkpoints", file=sys.stderr)
                 self.folder = None
             else:
                 self._lock = lock
