@@ -8,6 +8,7 @@
     python3 run.py bench     # time the study from clean (writes bench/results.json)
     python3 run.py worker --workers N --index I   # this machine's share of the study (README: Working as a team)
     python3 run.py publish   # every stage into the run-cache, pushed with its outputs to the DVC remote
+    python3 run.py slurm     # the study as Slurm jobs that follow dvc.yaml's DAG (docs/cluster.md)
 
 With a DVC remote configured, `study` runs `dvc repro --pull`: whatever the remote (or its
 run-cache) already holds is pulled instead of retrained.
@@ -37,6 +38,7 @@ COMMANDS = {
     "bench": ["python", "-m", "bench.study"],
     "worker": ["python", "-m", "nnstudy.share", "worker"],
     "publish": ["python", "-m", "nnstudy.share", "publish"],
+    "slurm": ["python", "-m", "nnstudy.slurm"],
 }
 
 

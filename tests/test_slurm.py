@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_jobs_follow_the_dag_cheap_stages_ride_along_and_joins_are_gathered():
     assert {"a+1", "c"} <= {job.name for job in jobs}
     # As Slurm would run them: on one machine the sum, on many the longest chain, then the gather.
     assert slurm.dag_schedule(jobs, 5, 1) == sum(job.seconds for job in jobs) + 5
-    assert slurm.dag_schedule(jobs, 5, 8) == 5 + 10 + 10 + 10 + 10 + 5  # t, a+b, d, e, gather
+    assert slurm.dag_schedule(jobs, 5, 8) == 5 + 15 + 10 + 10 + 5  # t, a+b (b untimed: 5 s), d, e, the gather
 
 
 def test_the_real_study_runs_every_training_stage_in_a_job():
@@ -114,14 +115,14 @@ def node_line() -> str:
     return f"NodeName={fields['NodeName']} NodeAddr=127.0.0.1 CPUs={fields['CPUs']} RealMemory={fields['RealMemory']}"
 
 
-def slurm_conf(folder: Path) -> str:
+def slurm_conf(folder: Path, socket_path: Path) -> str:
     return f"""ClusterName=nnstudy
 SlurmctldHost={socket.gethostname().split('.')[0]}(127.0.0.1)
 SlurmUser=root
 SlurmctldPort={free_port()}
 SlurmdPort={free_port()}
 AuthType=auth/munge
-AuthInfo=socket={folder / 'munge.socket'}
+AuthInfo=socket={socket_path}
 # A container: no cgroups to track or bind processes with.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -162,10 +163,14 @@ def cluster(tmp_path_factory):
     (folder / "munge").mkdir(mode=0o700)
     key = folder / "munge" / "munge.key"
     subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True)
-    subprocess.run(["munged", f"--socket={folder / 'munge.socket'}", f"--key-file={key}", f"--log-file={folder / 'munged.log'}",
+    # munged wants its socket's folder, and every folder above it, open to all (pytest's are not).
+    sockets = Path(tempfile.mkdtemp(prefix="nnstudy-munge-"))
+    sockets.chmod(0o755)
+    socket_path = sockets / "munge.socket"
+    subprocess.run(["munged", f"--socket={socket_path}", f"--key-file={key}", f"--log-file={folder / 'munged.log'}",
                     f"--pid-file={folder / 'munged.pid'}", f"--seed-file={folder / 'munge' / 'seed'}"], check=True)
     conf = folder / "slurm.conf"
-    conf.write_text(slurm_conf(folder))
+    conf.write_text(slurm_conf(folder, socket_path))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLURM_CONF", str(conf))
         started = []
@@ -185,6 +190,7 @@ def cluster(tmp_path_factory):
                 pid_file = folder / f"{name}.pid"
                 if pid_file.exists():
                     subprocess.run(["kill", pid_file.read_text().strip()], capture_output=True)
+            shutil.rmtree(sockets, ignore_errors=True)
 
 
 def wait_for(jobs: list[str], timeout: float = 1500) -> None:
