@@ -198,10 +198,11 @@ class Job:
     seconds: float              # its stages' committed seconds
 
 
-def plan_jobs(deps: share.Graph, costs: Mapping[str, float], timed: set[str],
-              min_job_seconds: float = 0.0) -> tuple[list[Job], tuple[str, ...]]:
+def plan_jobs(deps: share.Graph, costs: Mapping[str, float], timed: set[str], min_job_seconds: float = 0.0,
+              pending: set[str] | None = None) -> tuple[list[Job], tuple[str, ...]]:
     """The jobs, each after the jobs it reads from (in an order where every job follows those), and
-    the stages left to the gathering job (see the module doc)."""
+    the stages left to the gathering job (see the module doc); of the `pending` stages only (default:
+    all), placed as in the whole study, and waiting only for pending jobs (the rest is in the remote)."""
     order = share.topological(deps)
     trunk = set(share.partition(deps, costs, timed, 1).trunk)
     children = share.dependents(deps)
@@ -223,6 +224,12 @@ def plan_jobs(deps: share.Graph, costs: Mapping[str, float], timed: set[str],
     def cost(stage: str) -> float:
         return float(costs.get(stage, share.DEFAULT_STAGE_SECONDS))
 
+    # Of what is to run only: a stage done already is pulled, nobody waits for it.
+    rank = {s: i for i, s in enumerate(order)}
+    rank[TRUNK] = -1
+    order = [s for s in order if pending is None or s in pending]
+    job_of = {s: job_of[s] for s in order}
+
     # Jobs in the order of their first stage; siblings (the same jobs read) fill a bundle up to min_job_seconds.
     members: dict[str, list[str]] = {}
     for stage in order:
@@ -234,24 +241,24 @@ def plan_jobs(deps: share.Graph, costs: Mapping[str, float], timed: set[str],
     has_readers: set[str] = set()
     for head, stages in members.items():
         # A job other jobs read from runs alone: in a bundle it would hold its readers up.
-        read = any(job_of[c] not in (None, head) for s in stages for c in children[s])
-        reads = frozenset(bundle_of[job_of[d]] for s in stages for d in deps[s] if job_of[d] not in (None, head))
+        read = any(job_of.get(c) not in (None, head) for s in stages for c in children[s])
+        reads = frozenset(bundle_of[job_of[d]] for s in stages for d in deps[s] if job_of.get(d) not in (None, head))
         current = open_bundle.get(reads)
-        if read or current in (None, TRUNK) or current in has_readers or head == TRUNK or sum(map(cost, bundles[current])) >= min_job_seconds:
+        full = current is not None and sum(map(cost, bundles[current])) >= min_job_seconds
+        if read or head == TRUNK or current in (None, TRUNK) or current in has_readers or full:
             current = open_bundle[reads] = head
             bundles[head] = []
             if read:
                 has_readers.add(head)
         bundles[current].extend(stages)
         bundle_of[head] = current
-    rank = {s: i for i, s in enumerate(order)}
-    rank[TRUNK] = -1
-    name_of = {head: head if len(stages) == 1 or head == TRUNK else f"{head}+{len(stages) - 1}"
+    # A job is named after its first stage (and how many more it holds); the trunk is the trunk.
+    name_of = {head: TRUNK if head == TRUNK else stages[0] + (f"+{len(stages) - 1}" if len(stages) > 1 else "")
                for head, stages in bundles.items()}
     jobs = []
     for head, stages in bundles.items():
         after = sorted({bundle_of[job_of[d]] for s in stages for d in deps[s]
-                        if job_of[d] is not None and bundle_of[job_of[d]] != head}, key=rank.__getitem__)
+                        if job_of.get(d) is not None and bundle_of[job_of[d]] != head}, key=rank.__getitem__)
         jobs.append(Job(name_of[head], tuple(sorted(stages, key=rank.__getitem__)), tuple(name_of[a] for a in after),
                         round(sum(map(cost, stages)), 2)))
     gather = tuple(s for s in order if job_of[s] is None)
@@ -390,8 +397,7 @@ def submit(root: Path, settings: Settings, branch: str | None, keep: bool, dry_r
               "`python3 run.py study` pulls the study (it trains nothing)")
         return 0
     costs = share.timing_of(outs, root)
-    subgraph = {s: deps[s] & pending for s in pending}
-    jobs, gather = plan_jobs(subgraph, costs, share.timed_stages(outs) & pending, settings.min_job_seconds)
+    jobs, gather = plan_jobs(deps, costs, share.timed_stages(outs), settings.min_job_seconds, pending)
     gathering = Job(GATHER, gather, tuple(job.name for job in jobs),
                     round(sum(costs.get(s, share.DEFAULT_STAGE_SECONDS) for s in gather), 2))
 

@@ -53,6 +53,17 @@ def test_jobs_follow_the_dag_cheap_stages_ride_along_and_joins_are_gathered():
     assert slurm.dag_schedule(jobs, 5, 8) == 5 + 15 + 10 + 10 + 5  # t, a+b (b untimed: 5 s), d, e, the gather
 
 
+def test_only_pending_stages_are_planned_placed_as_in_the_whole_study():
+    costs = {"a": 10, "c": 10, "d": 10, "e": 10}
+    jobs, gather = slurm.plan_jobs(DEPS, costs, TIMED, pending={"c", "d", "e", "j"})
+    assert [(job.name, job.stages, job.after) for job in jobs] == [("c", ("c",), ()), ("d", ("d",), ("c",)),
+                                                                   ("e", ("e",), ("d",))]
+    assert gather == ("j",)  # cheap, reads from two jobs: still the gather's, with a done
+    # A cheap stage whose job is done (b's is a's) runs in a job of its own, named after it.
+    jobs, gather = slurm.plan_jobs(DEPS, costs, TIMED, pending={"b"})
+    assert [(job.name, job.stages, job.after) for job in jobs] == [("b", ("b",), ())] and gather == ()
+
+
 def test_the_real_study_runs_every_training_stage_in_a_job():
     deps, outs = share.stage_graph(Path(__file__).resolve().parents[1])
     jobs, gather = slurm.plan_jobs(deps, {}, share.timed_stages(outs))
