@@ -417,15 +417,20 @@ def submit(root: Path, settings: Settings, branch: str | None, keep: bool, dry_r
             print(f"job{index}=$(sbatch --parsable --kill-on-invalid-dep=yes"
                   + (f" --dependency=afterok:{after}" if after else "") + f" {script})   # {job.name}")
             continue
-        ids[job.name] = sbatch(script, [ids[a] for a in job.after])
+        try:
+            ids[job.name] = sbatch(script, [ids[a] for a in job.after])
+        except StudyError as error:
+            raise StudyError(f"{error} (the {len(record)} jobs submitted before it are in "
+                             f"{submission.state / 'jobs.json'}: `scancel` them, or let them run)") from None
         need = resources(settings, job.stages)
         record.append({"id": ids[job.name], "name": job.name, "stages": list(job.stages), "after": list(job.after)})
+        # Written as it grows: whatever happens next, a later submission knows these are queued.
+        (submission.state / "jobs.json").write_text(json.dumps({"commit": commit, "jobs": record}, indent=1) + "\n")
         print(f"  {ids[job.name]:>8}  {job.name:<40} {len(job.stages):>2} stages  {need.cpus} cpus {need.mem}"
               f"{' 1 gpu' if need.gpu else ''}  {minutes(settings, job.seconds)} min"
               + (f"  after {len(job.after)} jobs" if job.after else ""), flush=True)
     if dry_run:
         return 0
-    (submission.state / "jobs.json").write_text(json.dumps({"commit": commit, "jobs": record}, indent=1) + "\n")
     print(f"slurm: watch them with `squeue --me` (logs in {submission.state / 'logs'}); after a failure, "
           "`python3 run.py slurm` again submits only what is missing", flush=True)
     subprocess.run(["squeue", "--me"])

@@ -94,6 +94,24 @@ def test_settings_are_validated_and_raise_resources_by_pattern():
             slurm.parse_settings(raw, "cluster.yaml")
 
 
+def test_job_script_asks_for_its_resources_and_runs_its_stages_in_a_clone_of_the_commit(tmp_path):
+    settings = slurm.parse_settings({"gpu": ["final"], "partition": "gpu", "account": "lab", "workdir": "/scratch/me"})
+    submission = slurm.Submission(tmp_path, "c0ffee" * 6 + "abcd", "git@host:lab/study.git", tmp_path / "state",
+                                  Path("/home/me/study/.venv/bin"), None, False)
+    script = slurm.job_script(slurm.Job("final+1", ("final", "evaluate_final"), ("tune",), 600.0), settings, submission)
+    lines = script.splitlines()
+    for wanted in ("#SBATCH --job-name=nnstudy:final+1", "#SBATCH --cpus-per-task=2", "#SBATCH --mem=8G",
+                   "#SBATCH --time=35", "#SBATCH --gres=gpu:1", "#SBATCH --partition=gpu", "#SBATCH --account=lab",
+                   "git clone -q --no-checkout git@host:lab/study.git \"$workspace\"",
+                   f"git checkout -q --detach {submission.commit}",
+                   f"python -m nnstudy.slurm job --state {tmp_path / 'state'} -- final evaluate_final"):
+        assert wanted in lines, (wanted, script)
+    assert "workspace=/scratch/me/nnstudy-$SLURM_JOB_ID" in lines and any(line.startswith("trap ") for line in lines)
+    gather = slurm.job_script(slurm.Job("gather", ("report",), ("final+1",), 5.0),
+                              slurm.Settings(), slurm.Submission(**{**submission.__dict__, "branch": "results"}), True)
+    assert "--gather --branch results -- report" in gather and "--gres" not in gather and "--partition" not in gather
+
+
 def test_the_project_cluster_file_is_valid():
     root = Path(__file__).resolve().parents[1]
     assert slurm.load_settings(root / slurm.SETTINGS).min_job_seconds >= 0
