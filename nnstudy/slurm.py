@@ -426,7 +426,7 @@ def submit(root: Path, settings: Settings, branch: str | None, keep: bool, dry_r
         record.append({"id": ids[job.name], "name": job.name, "stages": list(job.stages), "after": list(job.after)})
         # Written as it grows: whatever happens next, a later submission knows these are queued.
         (submission.state / "jobs.json").write_text(json.dumps({"commit": commit, "jobs": record}, indent=1) + "\n")
-        print(f"  {ids[job.name]:>8}  {job.name:<40} {len(job.stages):>2} stages  {need.cpus} cpus {need.mem}"
+        print(f"  {ids[job.name]:>8}  {job.name:<40} {len(job.stages):>2} stage{'s' if len(job.stages) > 1 else ' '}  {need.cpus} cpus {need.mem}"
               f"{' 1 gpu' if need.gpu else ''}  {minutes(settings, job.seconds)} min"
               + (f"  after {len(job.after)} jobs" if job.after else ""), flush=True)
     if dry_run:
