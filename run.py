@@ -8,6 +8,7 @@
     python3 run.py bench     # time the study from clean (writes bench/results.json)
     python3 run.py worker --workers N --index I   # this machine's share of the study (docs/team.md)
     python3 run.py publish   # every stage into the run-cache, pushed with its outputs to the DVC remote
+    python3 run.py slurm     # the study as Slurm jobs that follow dvc.yaml's DAG (docs/cluster.md)
 
 With a DVC remote configured, `study` runs `dvc repro --pull`: whatever the remote (or its
 run-cache) already holds is pulled instead of retrained (a remote that fails is one line; with
@@ -38,6 +39,7 @@ COMMANDS = {
     "bench": ["python", "-m", "bench.study"],
     "worker": ["python", "-m", "nnstudy.share", "worker"],
     "publish": ["python", "-m", "nnstudy.share", "publish"],
+    "slurm": ["python", "-m", "nnstudy.slurm"],
 }
 
 

@@ -34,8 +34,8 @@ def digits(study):
 # out in this order (the longest first, so that neither worker is left with a long one at the end);
 # the rest follow in collection order. (Not --dist loadgroup: with pytest 9 its xdist_group marks
 # are ignored, as xdist 3.8 renames a node id through an attribute pytest no longer reads.)
-LONGEST_FIRST = ["test_pipeline.py", "test_pipeline_tensorflow.py", "test_share.py", "test_bench.py",
-                 "test_pipeline_killed.py", "test_seed_processes.py", "test_faults.py", "test_resume.py", "test_transfer_models.py",
+LONGEST_FIRST = ["test_pipeline.py", "test_pipeline_tensorflow.py", "test_share.py", "test_slurm.py",
+                 "test_bench.py", "test_pipeline_killed.py", "test_seed_processes.py", "test_faults.py", "test_resume.py", "test_transfer_models.py",
                  "test_compiled.py"]
 
 
