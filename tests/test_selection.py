@@ -1,0 +1,103 @@
+"""The selection round after Hyperband: the one-standard-error rule, the fallback of `final`, the
+report's margin sentence, and a real configuration that wins its one run but collapses on other seeds."""
+
+import pandas as pd
+import pytest
+
+from nnstudy.core.errors import StudyError
+from nnstudy.report.markdown import pick_margin
+from nnstudy.training.selection import (Candidate, candidates_table, first_that_holds, one_se_order,
+                                        parameter_count, space_position, top_configurations)
+
+
+def candidate(trial_id, scores, units=(128, 256), diverged=(), position=(0,)):
+    return Candidate(trial_id, {"units_1": units[0], "units_2": units[1]}, max(scores), tuple(range(1, len(scores) + 1)),
+                     tuple(scores), tuple(diverged), parameter_count(units, 784, 10), position)
+
+
+def test_one_se_rule_takes_the_simplest_within_one_standard_error_of_the_best():
+    best = candidate("a", [0.960, 0.962, 0.958], units=(256, 512))          # mean 0.960, SE 0.00115
+    close = candidate("b", [0.959, 0.960, 0.958], units=(128, 256))         # mean 0.959: within one SE
+    far = candidate("c", [0.950, 0.951, 0.949], units=(128, 128))           # simplest, but 1 point behind
+    order, why = one_se_order([best, close, far])
+    assert [c.trial_id for c in order] == ["b", "a", "c"]
+    assert "the fewest parameters among them: trial b" in why and "trial b, trial a;" in why
+
+
+def test_a_clear_winner_beyond_one_standard_error_is_kept_even_when_larger():
+    big = candidate("a", [0.970, 0.971, 0.969], units=(256, 512))
+    small = candidate("b", [0.960, 0.961, 0.959], units=(128, 256))
+    order, why = one_se_order([small, big])
+    assert order[0].trial_id == "a" and "only trial a" in why
+
+
+def test_equal_size_and_accuracy_fall_back_to_the_order_of_the_space():
+    late = candidate("a", [0.96, 0.96, 0.96], position=(1, 0))
+    early = candidate("b", [0.96, 0.96, 0.96], position=(0, 1))
+    assert [c.trial_id for c in one_se_order([late, early])[0]] == ["b", "a"]
+
+
+def test_a_candidate_that_diverged_on_any_seed_is_out_however_good_its_mean():
+    lucky = candidate("a", [0.99, 0.10, 0.99], diverged=(2,))
+    steady = candidate("b", [0.95, 0.95, 0.951])
+    order, why = one_se_order([lucky, steady])
+    assert [c.trial_id for c in order] == ["b"] and "trial a diverged on seed 2" in why
+    table = candidates_table([lucky, steady], order)
+    assert table.set_index("trial_id").loc["a", "diverged_seeds"] == "2"
+    assert pd.isna(table.set_index("trial_id").loc["a", "order"])
+    assert one_se_order([lucky]) == ([], "every candidate diverged on some seed (trial a diverged on seed 2)")
+
+
+def test_top_configurations_are_distinct_and_ranked_by_their_best_single_trial():
+    trials = pd.DataFrame({"trial_id": ["4", "3", "2", "1"], "units_1": [64, 64, 128, 64], "units_2": [256] * 4,
+                           "l2": [1e-6] * 4, "learning_rate": [1e-3, 1e-3, 1e-2, 1e-2],
+                           "objective": [0.95, 0.94, 0.93, None]})
+    top = top_configurations(trials, 3)
+    assert list(top["trial_id"]) == ["4", "2"]  # trial 3 repeats trial 4's values; trial 1 never finished
+
+
+def test_parameters_and_the_space_order():
+    assert parameter_count((128, 256), 784, 10) == 784 * 128 + 128 + 128 * 256 + 256 + 256 * 10 + 10
+
+    class Space:
+        units_1, units_2, l2, learning_rate, dropout, batch_sizes = (128, 256), (256, 512), (1e-3, 1e-6), (1e-2, 1e-3), (0.0, 0.2), ()
+    values = {"units_1": 256, "units_2": 256, "l2": 1e-6, "learning_rate": 1e-2, "dropout": 0.2}
+    assert space_position(values, Space) == (1, 0, 1, 0, 1)
+
+
+def test_final_falls_back_to_the_next_candidate_and_fails_in_one_line_when_none_holds(capsys):
+    order = [{"trial_id": "7", "hyperparameters": {"learning_rate": 0.01}},
+             {"trial_id": "9", "hyperparameters": {"learning_rate": 0.001}}]
+    tried = []
+
+    def retrain(c):
+        tried.append(c["trial_id"])
+        return (1, 3) if c["trial_id"] == "7" else ()
+
+    chosen, passed = first_that_holds(order, retrain)
+    assert chosen["trial_id"] == "9" and tried == ["7", "9"]
+    assert passed == ["trial 7 (learning_rate 0.01) DIVERGED on seeds 1, 3"]
+    assert "falling back to the next candidate" in capsys.readouterr().out
+    with pytest.raises(StudyError, match=r"none of the 2 tuned candidates held on every seed") as failure:
+        first_that_holds(order, lambda c: (2,))
+    assert "\n" not in str(failure.value)
+
+
+def table(*rows):
+    return pd.DataFrame([dict(zip(["trial_id", "mean", "se", "seeds", "order"], r)) for r in rows])
+
+
+def test_the_margin_uses_the_candidates_spread_and_t_at_welch_degrees_of_freedom():
+    # SEs 0.1 and 0.1 points: the gap's SE 0.141; t(0.975, df 4) = 2.776 -> needs 0.39 points.
+    text = pick_margin(table(("3", 0.955, 0.001, 3, 1), ("5", 0.957, 0.001, 3, 2)))
+    assert "trial 5" in text and "-0.20 points" in text and "4.0 degrees of freedom" in text
+    assert "needs 0.39 points" in text and "not distinguishable" in text
+    clear = pick_margin(table(("3", 0.965, 0.001, 3, 1), ("5", 0.955, 0.001, 3, 2)))
+    assert "the pick is distinguishable from it." in clear
+
+
+def test_the_margin_never_uses_a_diverged_candidates_spread():
+    # Candidate 8 collapsed (no order): its zero spread at 10 % must not be the noise figure.
+    text = pick_margin(table(("3", 0.955, 0.001, 3, 1), ("8", 0.10, 0.0, 3, None), ("5", 0.950, 0.002, 3, 2)))
+    assert "trial 8" not in text and "trial 5" in text
+    assert "nothing to race" in pick_margin(table(("3", 0.955, 0.001, 3, 1), ("8", 0.10, 0.0, 3, None)))
