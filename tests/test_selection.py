@@ -138,3 +138,28 @@ def test_a_configuration_that_wins_its_single_run_but_collapses_on_a_seed_is_not
     assert [c["trial_id"] for c in order] == ["1"] and order[0]["hyperparameters"] == SAFE
     assert rows.loc["1", "mean"] > 0.5 and rows.loc["1", "se"] > 0  # the pick holds, and has a spread
     assert "trial 0 diverged on seed 2" in why
+
+
+def test_the_tuning_section_shows_the_candidates_the_fallback_and_never_calls_a_collapse_within_noise():
+    from nnstudy.report.markdown import tuning_markdown
+
+    spread = {"mean": 0.1, "ci_low": 0.1, "ci_high": 0.1, "std": 0.0, "values": [0.1, 0.1, 0.1]}
+    summary = {"batch_mini": {"diverged": False, "accuracy": {**spread, "mean": 0.93}, "val_accuracy": {"mean": 0.93}},
+               "final": {"diverged": True, "diverged_seeds": [1, 2, 3], "accuracy": spread, "loss": spread,
+                         "f1_macro": spread, "seeds": [1, 2, 3], "kept_epoch": {"mean": 1.0}, "val_accuracy": spread}}
+    trials = pd.DataFrame({"trial_id": ["7"], "units_1": [256], "units_2": [512], "bracket": [0], "epoch_budget": [27],
+                           "epochs_run": [9], "objective": [0.956], "status": ["COMPLETED"]})
+    candidates = table(("7", 0.955, 0.001, 3, None), ("9", 0.950, 0.002, 3, 1)).assign(
+        units_1=[256, 128], units_2=[512, 256], single_run=[0.956, 0.951], diverged_seeds=["2", ""],
+        parameters=[337_674, 136_074])
+    best = {"trial_id": "9", "objective": "val_accuracy", "value": 0.951, "why": "only trial 9",
+            "hyperparameters": {"units_1": 128, "units_2": 256}}
+    final_pick = {"trial_id": "9", "hyperparameters": {"units_1": 128, "units_2": 256},
+                  "passed_over": ["trial 7 (units_1 256) DIVERGED on seed 2"]}
+    comparisons = pd.DataFrame([{"a": "batch_mini", "b": "final", "significant": False, "welch_p_holm": 0.5}])
+    final_test = {"per_class_mean": {"0": {"precision": 0.1, "recall": 1.0, "f1": 0.2, "auc": 0.5, "support": 10}},
+                  "seed_1": {"auc_macro": 0.5}}
+    text = tuning_markdown(trials, best, candidates, final_pick, summary, final_test, comparisons, 10, {})
+    assert "| 7 " in text and "| 9 " in text and "Why: only trial 9." in text
+    assert "passed over 1 candidate(s): trial 7 (units_1 256) DIVERGED on seed 2" in text
+    assert "within noise" not in text and "DIVERGED on seeds [1, 2, 3]" in text
