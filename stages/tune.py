@@ -80,6 +80,7 @@ def main() -> None:
                                  "search_best": best["trial_id"], "candidates": order, "why": why})
     write_json(paths.timing_file("tune"), {"search_seconds": round(seconds, 2), "trials": len(table),
                                            "selection_seconds": round(selection_seconds, 2), "loop": study.loop,
+                                           "stage_seconds": round(time.time() - backend.process_start(), 2),
                                            **timing})
     print(f"tune: {len(table)} trials in {seconds:.0f} s; best single trial {best['trial_id']} "
           f"({best['objective']} {best['value']:.4f}); {len(candidates)} candidates on {len(study.seeds)} seeds in "
