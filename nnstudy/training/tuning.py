@@ -85,8 +85,9 @@ class StudyHyperModel(kt.HyperModel):
 
     keras-tuner hands `fit` its callbacks (its reporting, its best-epoch checkpoint, EarlyStopping)
     and, for a promoted Hyperband trial, `initial_epoch`; fit_compiled honours both at epoch level.
-    Shuffling then comes from the search seed, as `train` shuffles a seed's run, not from NumPy's
-    global generator (whose state under fit depends on every trial run before).
+    Every trial shuffles from the search seed, as `train` shuffles a seed's run (under `fit` NumPy's
+    global generator used to carry over from trial to trial, so a trial's shuffling depended on every
+    trial run before it).
     """
 
     def __init__(self, base: ModelParams, space: TuneParams, data: PreparedData, seed: int, loop: str):
@@ -113,6 +114,9 @@ class StudyHyperModel(kt.HyperModel):
             batch_size: int, validation_data: tuple[np.ndarray, np.ndarray], callbacks: list, epochs: int = 1,
             initial_epoch: int = 0, **fit_kwargs: Any) -> keras.callbacks.History:
         if self.loop != "compiled":
+            # fit shuffles with NumPy's global generator: seeded here, as `train` seeds each run, and not
+            # left in whatever state the trials before this one put it.
+            keras.utils.set_random_seed(self.seed)
             return model.fit(x, y, batch_size=batch_size, validation_data=validation_data, callbacks=callbacks,
                              epochs=epochs, initial_epoch=initial_epoch, **fit_kwargs)
         from nnstudy.training.compiled import fit_compiled  # JAX only: imported only on that path
