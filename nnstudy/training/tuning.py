@@ -160,7 +160,9 @@ def search(tuner: StudyHyperband, space: TuneParams, data: PreparedData) -> None
         shuffle=True,
         verbose=0,
         callbacks=[
-            ValidationMacroF1(data.val),  # first, so the callbacks after it see val_f1
+            # Only when the search is judged by it: it predicts the whole validation set every epoch,
+            # one more compiled program per trial. First, so the callbacks after it see val_f1.
+            *([ValidationMacroF1(data.val)] if space.objective == "val_f1" else []),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=space.patience),
         ],
     )
