@@ -50,16 +50,16 @@ def scratch_copy(commit: str, folder: Path) -> Path:
     return folder
 
 
-def run_stage(repo: Path, stage: str) -> dict:
+def run_stage(repo: Path, stage: str, *arguments: str) -> dict:
     """One stage, as `dvc repro` runs its command: wall and CPU seconds (nice 5: others share the cores)."""
     env = dict(os.environ, PYTHONPATH=str(repo))
     cpu, start = cpu_seconds(), time.perf_counter()
-    done = subprocess.run(["nice", "-n", "5", sys.executable, "-m", f"stages.{stage}"], cwd=repo, env=env,
+    done = subprocess.run(["nice", "-n", "5", sys.executable, "-m", f"stages.{stage}", *arguments], cwd=repo, env=env,
                           capture_output=True, text=True)
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     if done.returncode != 0:
         sys.exit(f"bench: {stage} in {repo} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    print(f"{repo.name}: {stage} {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+    print(f"{repo.name}: {stage} {' '.join(arguments)} {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
     return {"wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
             "load_average_after": round(os.getloadavg()[0], 2), "stdout_tail": done.stdout.strip().splitlines()[-6:]}
 
