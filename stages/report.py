@@ -53,11 +53,14 @@ def main() -> None:
     tuning = tuning_markdown(
         pd.read_csv(paths.TUNE_TRIALS, dtype={"trial_id": str}),
         read_json(paths.TUNE_BEST),
+        pd.read_csv(paths.TUNE_CANDIDATES, dtype={"trial_id": str}),
+        read_json(paths.FINAL_PICK),
         summary,
         read_json(paths.FINAL_EVALUATE_METRICS),
         comparisons,
         study.tune.top_n,
         final_figures,
+        study.stats.confidence,
     )
     splits = read_json(paths.SPLITS_SUMMARY)
     markdown = "\n".join([

@@ -1,7 +1,9 @@
 """Stage tune: keras-tuner Hyperband over the search space in params.yaml (`tune:`).
 
-Writes every trial to a CSV and the best hyperparameters to a JSON; the tuner's own folder is a
-DVC output that each run starts afresh. With `tune.workers: N > 1` this process is keras-tuner's
+Writes every trial to a CSV; then the selection round (nnstudy.training.selection): the best
+`tune.candidates` configurations retrained on every seed, the pick by the one-standard-error rule,
+the candidates to a CSV and the pick with its fallbacks to the best-hyperparameters JSON. The
+tuner's own folder is a DVC output that each run starts afresh. With `tune.workers: N > 1` this process is keras-tuner's
 chief and N worker processes run the trials (nnstudy.training.distributed); the same command,
 started with a worker's KERASTUNER_* environment, is a worker.
 """
@@ -23,18 +25,21 @@ def worker_record(tuner_id: str):
 def main() -> None:
     study = params.load()
     # Every output can be written (a read-only folder fails now, not after the training).
-    check_writable(paths.TUNER_WORKDIR, paths.TUNE_TRIALS, paths.TUNE_BEST, paths.timing_file("tune"))
+    check_writable(paths.TUNER_WORKDIR, paths.TUNE_TRIALS, paths.TUNE_BEST, paths.TUNE_CANDIDATES,
+                   paths.timing_file("tune"))
 
     backend.activate(study.backend)
     from nnstudy.core.data import load_prepared
     from nnstudy.training.models import enable_determinism
-    from nnstudy.training.tuning import best_summary, make_tuner, search, trials_table
+    from nnstudy.training.selection import selection_round
+    from nnstudy.training.tuning import best_summary, chance_warning, make_tuner, search, trials_table
 
     data = load_prepared()
     enable_determinism(study.seed)
     if distributed.is_worker():
         # Trials come from the chief; the epochs each one ran go back through a file in the shared folder.
-        tuner = make_tuner(study.base, study.tune, data, study.seed, paths.TUNER_WORKDIR, fresh=False)
+        tuner = make_tuner(study.base, study.tune, data, study.seed, paths.TUNER_WORKDIR, fresh=False,
+                           loop=study.loop)
         search(tuner, study.tune, data)
         write_json(worker_record(tuner.tuner_id), {"epochs_run": tuner.epochs_run})
         return
@@ -42,7 +47,7 @@ def main() -> None:
     workers = study.tune.workers
     if workers > 1:
         host, port = distributed.become_chief()
-    tuner = make_tuner(study.base, study.tune, data, study.seed, paths.TUNER_WORKDIR)
+    tuner = make_tuner(study.base, study.tune, data, study.seed, paths.TUNER_WORKDIR, loop=study.loop)
     start = time.perf_counter()
     timing = {}
     if workers > 1:
@@ -62,10 +67,24 @@ def main() -> None:
     table = trials_table(tuner)
     write_csv(table, paths.TUNE_TRIALS)
     best = best_summary(tuner, study.tune)
-    write_json(paths.TUNE_BEST, best)
-    write_json(paths.timing_file("tune"), {"search_seconds": round(seconds, 2), "trials": len(table), **timing})
-    print(f"tune: {len(table)} trials in {seconds:.0f} s; best {best['objective']} {best['value']:.4f} "
-          f"with {best['hyperparameters']}")
+    warning = chance_warning(best["value"], float(data.val.y.mean(axis=0).max()), best["objective"])
+    if warning:
+        print(warning, flush=True)
+    start = time.perf_counter()
+    candidates, order, why = selection_round(study, data, table, paths.TUNER_WORKDIR / "selection")
+    selection_seconds = time.perf_counter() - start
+    write_csv(candidates, paths.TUNE_CANDIDATES)
+    pick = order[0]
+    write_json(paths.TUNE_BEST, {**best, "trial_id": pick["trial_id"], "hyperparameters": pick["hyperparameters"],
+                                 "value": float(table.loc[table["trial_id"] == pick["trial_id"], "objective"].iloc[0]),
+                                 "search_best": best["trial_id"], "candidates": order, "why": why})
+    write_json(paths.timing_file("tune"), {"search_seconds": round(seconds, 2), "trials": len(table),
+                                           "selection_seconds": round(selection_seconds, 2), "loop": study.loop,
+                                           "stage_seconds": round(time.time() - backend.process_start(), 2),
+                                           **timing})
+    print(f"tune: {len(table)} trials in {seconds:.0f} s; best single trial {best['trial_id']} "
+          f"({best['objective']} {best['value']:.4f}); {len(candidates)} candidates on {len(study.seeds)} seeds in "
+          f"{selection_seconds:.0f} s; picked trial {pick['trial_id']} {pick['hyperparameters']}: {why}")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,12 @@ def test_hyperband_on_two_workers_runs_every_trial_once(tmp_path):
     assert sorted(int(t) for t in ran["worker0"] + ran["worker1"]) == sorted(table["trial_id"].astype(int)), ran
     assert set(best) == set(alone_best) and best["value"] == table["objective"].max()
     assert best["space"] == alone_best["space"] == "small"  # the preset searched (small_params' own space)
+    # The trials ran on the compiled loop, and the selection round retrained the best configurations on
+    # every seed: the pick is the first of the candidates `final` falls back along.
+    assert timing["loop"] == "compiled" and timing["selection_seconds"] > 0
+    assert best["candidates"][0]["hyperparameters"] == best["hyperparameters"] and best["why"]
+    candidates = pd.read_csv(tmp_path / "two" / paths.TUNE_CANDIDATES)
+    assert len(candidates) == 3 and {"mean", "se", "diverged_seeds", "parameters", "order"} <= set(candidates)
 
 
 def test_roles_come_from_keras_tuners_environment(monkeypatch):

@@ -130,6 +130,9 @@ class TuneParams:
     dropout: tuple[float, ...] = ()
     batch_sizes: tuple[int, ...] = ()
     workers: int = 1   # keras-tuner workers running trials; above 1, a chief oracle hands them out
+    # The selection round: this many distinct configurations, the best by their single trial, are
+    # retrained from scratch on every seed of `seeds`; the one-standard-error rule picks among them.
+    candidates: int = 3
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ TUNE_SCHEMA: dict[str, Check] = {
     "batch_size": integer(1),
     "top_n": integer(1),
     "workers": integer(1),
+    "candidates": integer(1),
     "preset": lambda key, value: value,  # checked below, against `spaces`
     "spaces": lambda key, value: value,  # checked below, each its own mapping
 }
@@ -404,7 +408,7 @@ def parse(raw: Any) -> Params:
         variants[name] = replace(base, **checked)
         check_formulation(f"variants.{name}", variants[name])
 
-    tune_raw = check_mapping("tune", raw["tune"], TUNE_SCHEMA, optional=("workers",))
+    tune_raw = check_mapping("tune", raw["tune"], TUNE_SCHEMA, optional=("workers", "candidates"))
     space = search_space(tune_raw.pop("preset"), tune_raw.pop("spaces"))
     tune = TuneParams(**tune_raw, **space)
 

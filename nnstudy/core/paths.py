@@ -49,6 +49,8 @@ EVALUATE_PLOTS = PLOTS_DIR / "evaluate"                 # DVCLive folder: confus
 TUNE_DIR = RESULTS_DIR / "tune"
 TUNE_BEST = RESULTS_DIR / "tune" / "best.json"
 TUNE_TRIALS = TUNE_DIR / "trials.csv"
+TUNE_CANDIDATES = TUNE_DIR / "candidates.csv"     # the selection round: the best configurations over seeds
+FINAL_PICK = TUNE_DIR / "final_pick.json"          # which candidate `final` trained, and any passed over
 TUNER_WORKDIR = Path("tuner")                # keras-tuner's trial folder (a DVC output)
 
 FINAL = "final"                              # the tuned network's name wherever variants are listed

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from nnstudy.report.tables import markdown_table as format_markdown
 from nnstudy.core import paths
@@ -242,41 +243,37 @@ def study_markdown(study: Params, table: pd.DataFrame, splits: dict, summary: di
     return "\n".join(lines)
 
 
-def pick_margin(trials: pd.DataFrame, best: dict, val_sd: float | None, searched: list[str]) -> str:
-    """How far the tuner's pick is from the runner-up, against the seed-to-seed noise of one run.
+def pick_margin(candidates: pd.DataFrame, confidence: float = 0.95) -> str:
+    """How far the pick is from the runner-up, against the candidates' own spread across seeds.
 
-    A fair race compares trials of the same epoch budget (Hyperband's early rounds train for fewer
-    epochs, and its last round often trains the pick alone): the largest budget at which the pick's
-    configuration and another one both ran. Each trial is one training run, so the gap between two
-    of them carries the noise of two seeds: it is distinguishable only beyond 1.96 * sqrt(2) * sd,
-    sd the validation accuracy's std over the tuned network's seeds.
+    Each candidate of the selection round was retrained on every seed: the gap between two means
+    has the standard error sqrt(se1^2 + se2^2), judged against Student's t at Welch's degrees of
+    freedom. Only candidates that held on every seed take part: a diverged run's spread (a collapse
+    sits at exactly 10 %, seed after seed) says nothing about a working network's noise.
     """
-    picked = trials[trials["trial_id"].astype(str) == str(best["trial_id"])]
-    if picked.empty or not searched:
+    held = candidates[candidates["order"].notna()].sort_values("order")
+    if held.empty:
         return ""
-    config = picked.iloc[0][searched]
-    same = (trials[searched] == config).all(axis=1)
-    for budget in sorted(trials.loc[same, "epoch_budget"].unique(), reverse=True):
-        at = trials[trials["epoch_budget"] == budget]
-        mine, others = at[same[at.index]], at[~same[at.index]]
-        if not others.empty:
-            break
-    else:
-        return "No other configuration ran at any of the pick's budgets: the search cannot tell how far ahead it is."
-    row, runner = mine.sort_values("objective").iloc[-1], others.sort_values("objective").iloc[-1]
-    gap = (row["objective"] - runner["objective"]) * 100
-    text = (f"At the largest budget where the pick's configuration raced others ({int(budget)} epochs) it scored "
-            f"{row['objective'] * 100:.2f} %; the runner-up, trial {runner['trial_id']} "
-            f"({', '.join(f'`{k}` = {runner[k]}' for k in searched)}), {runner['objective'] * 100:.2f} %: "
-            f"a gap of {gap:+.2f} points.")
-    if val_sd is None:
-        return text + " With a single seed there is no noise figure to judge the gap by."
-    threshold = 1.96 * math.sqrt(2) * val_sd * 100
+    pick = held.iloc[0]
+    others = held.iloc[1:].sort_values("mean", ascending=False)
+    if others.empty:
+        return "No other candidate held on every seed: there is nothing to race the pick against."
+    runner = others.iloc[0]
+    gap = (pick["mean"] - runner["mean"]) * 100
+    text = (f"Over {int(pick['seeds'])} seeds the pick averaged {pick['mean'] * 100:.2f} % validation accuracy "
+            f"(standard error {pick['se'] * 100:.2f} points); the best other candidate, trial {runner['trial_id']}, "
+            f"{runner['mean'] * 100:.2f} % ({runner['se'] * 100:.2f}): a gap of {gap:+.2f} points.")
+    se = math.hypot(pick["se"], runner["se"])
+    n1, n2 = int(pick["seeds"]), int(runner["seeds"])
+    if se == 0 or min(n1, n2) < 2:
+        return text + " With no spread across seeds there is no noise figure to judge the gap by."
+    df = se ** 4 / (pick["se"] ** 4 / (n1 - 1) + runner["se"] ** 4 / (n2 - 1))
+    threshold = student_t.ppf(0.5 + confidence / 2, df) * se * 100
     verdict = "distinguishable from" if abs(gap) > threshold else "not distinguishable from"
-    return (text + f" One run's validation accuracy moves by {val_sd * 100:.2f} points between seeds (the tuned "
-            f"network's sd), so a gap needs {threshold:.2f} points to stand out: the pick is {verdict} the "
-            "runner-up" + ("." if abs(gap) > threshold else
-                           ", and another search (another machine, another split seed) may well pick the other."))
+    return (text + f" The gap's standard error is {se * 100:.2f} points; at {df:.1f} degrees of freedom (Welch) a "
+            f"gap needs {threshold:.2f} points to stand out ({confidence:.0%}): the pick is {verdict} it"
+            + ("." if abs(gap) > threshold else
+               ", and the one-standard-error rule chose by simplicity, which no machine's rounding can flip."))
 
 
 def space_name(best: dict) -> str:
@@ -284,9 +281,10 @@ def space_name(best: dict) -> str:
     return f", space `{best['space']}`" if best.get("space") else ""
 
 
-def tuning_markdown(trials: pd.DataFrame, best: dict, summary: dict, final_test: dict, comparisons: pd.DataFrame,
-                    top_n: int, figures: dict[str, Path]) -> str:
-    """The fine-tuning section: search, best configuration, and the tuned network over seeds."""
+def tuning_markdown(trials: pd.DataFrame, best: dict, candidates: pd.DataFrame, final_pick: dict, summary: dict,
+                    final_test: dict, comparisons: pd.DataFrame, top_n: int, figures: dict[str, Path],
+                    confidence: float = 0.95) -> str:
+    """The fine-tuning section: search, selection round over seeds, and the tuned network over seeds."""
     entry = summary[paths.FINAL]
     per_class = pd.DataFrame([{"class": k, **v} for k, v in final_test["per_class_mean"].items()])
     aucs = [m["auc_macro"] for name, m in final_test.items() if name.startswith("seed_")]
@@ -301,12 +299,28 @@ def tuning_markdown(trials: pd.DataFrame, best: dict, summary: dict, final_test:
         "",
         markdown_table(trials.head(top_n), ["trial_id", *searched, "bracket", "epoch_budget", "epochs_run",
                                             "objective", "status"]),
-        "Best hyperparameters (trial {trial}, {objective} {value:.4f}): {hps}.".format(
-            trial=best["trial_id"], objective=best["objective"], value=best["value"],
-            hps=", ".join(f"`{k}` = {v}" for k, v in best["hyperparameters"].items())),
+        "### The pick: the best configurations over seeds, the one-standard-error rule",
         "",
-        pick_margin(trials, best, (entry.get("val_accuracy") or {}).get("std"), searched),
+        f"One trial is one run on one seed, and a promoted trial resumes another's weights, so the best "
+        f"{len(candidates)} distinct configurations were retrained from scratch on every seed (validation data "
+        "only). One that diverged on any seed is out; among those within one standard error of the best mean, the "
+        f"fewest parameters won (all in `{paths.TUNE_CANDIDATES.as_posix()}`; `order`: the order `final` tries them in):",
         "",
+        markdown_table(candidates, ["trial_id", *[c for c in searched if c in candidates], "single_run", "mean", "se",
+                                    "diverged_seeds", "parameters", "order"]),
+        f"Why: {best['why']}." if best.get("why") else "",
+        "",
+        "Picked: trial {trial} ({hps}).".format(
+            trial=best["trial_id"], hps=", ".join(f"`{k}` = {v}" for k, v in best["hyperparameters"].items())),
+        "",
+        pick_margin(candidates, confidence),
+        "",
+    ]
+    if final_pick.get("passed_over"):
+        lines += [f"The final retrain passed over {len(final_pick['passed_over'])} candidate(s): "
+                  f"{'; '.join(final_pick['passed_over'])}. The tuned network is trial {final_pick['trial_id']} "
+                  f"({', '.join(f'`{k}` = {v}' for k, v in final_pick['hyperparameters'].items())}).", ""]
+    lines += [
         "### The tuned network, retrained from scratch once per seed",
         "",
         f"Early stopping kept epoch {mean_ci(kept, scale=1)} on average (the best validation epoch, its weights "
@@ -321,6 +335,8 @@ def tuning_markdown(trials: pd.DataFrame, best: dict, summary: dict, final_test:
         change = (entry["accuracy"]["mean"] - summary[best]["accuracy"]["mean"]) * 100
         beats = "beats" if change > 0 else "does not beat"
         verdict = "significant" if row["significant"] else "within noise"
+        if entry.get("diverged"):  # a collapsed network is never "within noise" of anything
+            verdict = f"DIVERGED on seeds {entry.get('diverged_seeds')}"
         lines += [f"The tuned network {beats} the best plain variant `{best}` "
                   f"({mean_ci(entry['accuracy'])} % vs {mean_ci(summary[best]['accuracy'])} %, "
                   f"{change:+.1f} points): {verdict} (Welch p = {_p(row['welch_p_holm'])}, Holm, seeds as the unit).", ""]

@@ -79,10 +79,24 @@ class StudyHyperband(kt.Hyperband):
         return histories
 
 
-def make_tuner(base: ModelParams, space: TuneParams, data: PreparedData, seed: int, workdir: Path,
-               fresh: bool = True) -> StudyHyperband:
-    """The tuner; `fresh=False` for a keras-tuner worker, which joins the chief's folder as it is."""
-    def build(hp: kt.HyperParameters) -> keras.Model:
+class StudyHyperModel(kt.HyperModel):
+    """The searched network, trained the way the study trains: with `loop: compiled`, every trial
+    runs on the compiled loop (one XLA program per epoch) instead of Keras' fit.
+
+    keras-tuner hands `fit` its callbacks (its reporting, its best-epoch checkpoint, EarlyStopping)
+    and, for a promoted Hyperband trial, `initial_epoch`; fit_compiled honours both at epoch level.
+    Every trial shuffles from the search seed, as `train` shuffles a seed's run (under `fit` NumPy's
+    global generator used to carry over from trial to trial, so a trial's shuffling depended on every
+    trial run before it).
+    """
+
+    def __init__(self, base: ModelParams, space: TuneParams, data: PreparedData, seed: int, loop: str):
+        super().__init__()
+        self.base, self.space, self.seed, self.loop = base, space, seed, loop
+        self.input_dim, self.num_classes = data.train.x.shape[1], data.num_classes
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        space = self.space
         values = {
             "units_1": hp.Choice("units_1", list(space.units_1)),
             "units_2": hp.Choice("units_2", list(space.units_2)),
@@ -93,14 +107,36 @@ def make_tuner(base: ModelParams, space: TuneParams, data: PreparedData, seed: i
             values["dropout"] = hp.Choice("dropout", list(space.dropout))
         if space.batch_sizes:
             values["batch_size"] = hp.Choice("batch_size", list(space.batch_sizes))
-        model = tuned_model(base, values, space.batch_size, space.max_epochs)
-        return build_model(model, data.train.x.shape[1], data.num_classes, seed)
+        model = tuned_model(self.base, values, space.batch_size, space.max_epochs)
+        return build_model(model, self.input_dim, self.num_classes, self.seed)
 
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, x: np.ndarray, y: np.ndarray, *,
+            batch_size: int, validation_data: tuple[np.ndarray, np.ndarray], callbacks: list, epochs: int = 1,
+            initial_epoch: int = 0, **fit_kwargs: Any) -> keras.callbacks.History:
+        if self.loop != "compiled":
+            # fit shuffles with NumPy's global generator: seeded here, as `train` seeds each run, and not
+            # left in whatever state the trials before this one put it.
+            keras.utils.set_random_seed(self.seed)
+            return model.fit(x, y, batch_size=batch_size, validation_data=validation_data, callbacks=callbacks,
+                             epochs=epochs, initial_epoch=initial_epoch, **fit_kwargs)
+        from nnstudy.training.compiled import fit_compiled  # JAX only: imported only on that path
+
+        history = keras.callbacks.History()  # what keras-tuner reads the trial's score from
+        history.set_model(model)
+        history.history = fit_compiled(model, x, y, validation_data, batch_size, epochs, seed=self.seed,
+                                       callbacks=callbacks, initial_epoch=initial_epoch)
+        history.epoch = list(range(initial_epoch, initial_epoch + len(history.history.get("loss", []))))
+        return history
+
+
+def make_tuner(base: ModelParams, space: TuneParams, data: PreparedData, seed: int, workdir: Path,
+               fresh: bool = True, loop: str = "fit") -> StudyHyperband:
+    """The tuner; `fresh=False` for a keras-tuner worker, which joins the chief's folder as it is."""
     # A re-run never resumes stale trials: the folder is wiped and the tuner told to overwrite.
     if fresh:
         remove_tree(workdir)
     return StudyHyperband(
-        build,
+        StudyHyperModel(base, space, data, seed, loop),
         objective=kt.Objective(space.objective, direction="max"),
         max_epochs=space.max_epochs,
         factor=space.factor,
@@ -124,7 +160,9 @@ def search(tuner: StudyHyperband, space: TuneParams, data: PreparedData) -> None
         shuffle=True,
         verbose=0,
         callbacks=[
-            ValidationMacroF1(data.val),  # first, so the callbacks after it see val_f1
+            # Only when the search is judged by it: it predicts the whole validation set every epoch,
+            # one more compiled program per trial. First, so the callbacks after it see val_f1.
+            *([ValidationMacroF1(data.val)] if space.objective == "val_f1" else []),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=space.patience),
         ],
     )
@@ -163,3 +201,14 @@ def best_summary(tuner: StudyHyperband, space: TuneParams) -> dict[str, Any]:
         "hyperparameters": {name: best.hyperparameters.values[name] for name in SEARCHED
                             if name in best.hyperparameters.values},
     }
+
+
+def chance_warning(best_value: float, chance: float, objective: str) -> str | None:
+    """A search whose best trial is no better than always guessing the largest class has found
+    nothing: said aloud, not published as a tuned network."""
+    from nnstudy.training.loop import CHANCE_MARGIN
+
+    if objective == "val_accuracy" and best_value <= chance + CHANCE_MARGIN:
+        return (f"tune: WARNING: the best trial's val_accuracy {best_value:.4f} is at chance level "
+                f"({chance:.4f}, always the largest class): every trial collapsed; check the space")
+    return None
