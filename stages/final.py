@@ -47,6 +47,7 @@ def main() -> None:
                    paths.FINAL_PICK, *(paths.curve_file(metric, paths.FINAL) for metric in ("accuracy", "loss")))
 
     backend.activate(study.backend)
+    from nnstudy.core.data import load_prepared
     from nnstudy.training.loop import EarlyStop, learning_curves
     from nnstudy.training.resume import StageCheckpoints
     from nnstudy.training.selection import first_that_holds
@@ -55,16 +56,13 @@ def main() -> None:
     stop = EarlyStop(study.final.monitor, study.final.patience)
     # best.json written before the selection round has no candidates: its one pick is the only one.
     candidates = best.get("candidates") or [{"trial_id": best["trial_id"], "hyperparameters": best["hyperparameters"]}]
-    data, opened, runs = None, [], {}
+    data, opened, runs = load_prepared(), [], {}
 
-    def retrain(candidate: dict) -> tuple[int, ...]:
-        """The candidate on every seed; the seeds it diverged on."""
-        nonlocal data
+    def retrain(candidate: dict) -> tuple[int, ...]:  # the seeds the candidate diverged on
         model = tuned_model(study.base, candidate["hyperparameters"], study.tune.batch_size, study.final.max_epochs)
         job = FinalSeeds(paths.FINAL, "final", model, study.backend, study.loop, study.vmapped, study.diverged_loss, stop)
         checkpoints = StageCheckpoints.open("final", job.settings(study.seeds), [paths.TUNE_BEST, paths.PREPARED_DIR])
         opened.append(checkpoints)
-        data = job.load() if data is None else data
         runs["chosen"] = run_seeds(job, study.seeds, checkpoints, data)
         return tuple(runs["chosen"].diverged)
 
