@@ -1,5 +1,7 @@
 """Generated report text. (The tuned pick's margin against the candidates' noise: tests/test_selection.py.)"""
 
+import pandas as pd
+
 
 def test_the_fine_tuning_section_names_the_searched_space():
     from nnstudy.report.markdown import space_name
