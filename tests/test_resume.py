@@ -229,6 +229,55 @@ def test_a_stage_keeps_its_finished_seeds(tmp_path, monkeypatch, capsys):
     assert not rerun.folder.exists() and not any((tmp_path / "cache" / "resume").iterdir())
 
 
+def test_a_kept_seed_whose_files_are_gone_trains_again(tmp_path, monkeypatch, capsys):
+    """A record whose files went away (a cleaned cache): the seed is pending again, not a crash."""
+    monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    output = Path("models/v/seed_1.keras")
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"model bytes")
+    first = StageCheckpoints.open("train@v", {"seeds": [1]}, [])
+    first.finish_seed(1, {"history": {}}, [output])
+    first._lock.close()  # killed
+    (first.folder / "seed_1" / "files" / output).unlink()
+
+    rerun = StageCheckpoints.open("train@v", {"seeds": [1]}, [])
+    assert rerun.finished(1) is None
+    assert "seed 1's checkpoint lacks" in capsys.readouterr().err
+    assert not (rerun.folder / "seed_1" / "record.json").exists()
+    # Completing renames the folder away before deleting it: a kill inside the deletion leaves nothing
+    # under the key (that half-deleted seed came from one).
+    deleted = []
+    monkeypatch.setattr(shutil, "rmtree", lambda path, **_: deleted.append(Path(path)))
+    rerun.complete()
+    assert not rerun.folder.exists() and deleted[0].name.startswith(f"{rerun.folder.name}.deleting-")
+
+
+def test_a_lock_file_deleted_under_the_lock_is_taken_on_its_new_file(tmp_path, monkeypatch):
+    """A stage that completes deletes its lock file: a process that opened the old file just before
+    must not hold it beside the one that created the new file (two holders of one folder: one
+    deleted the seeds the other was copying back)."""
+    import fcntl
+
+    from nnstudy.training import resume
+
+    path = tmp_path / "key.lock"
+    real, state = fcntl.flock, {}
+
+    def completed_meanwhile(handle, flags):
+        if not state:  # between this process' open and its lock: the holder completes, another stage starts
+            state["raced"] = True
+            path.unlink()
+            state["other"] = resume._hold(path)
+        return real(handle, flags)
+
+    path.touch()
+    monkeypatch.setattr(resume.fcntl, "flock", completed_meanwhile)
+    assert resume._hold(path) is None and state["other"] is not None
+    state["other"].close()
+    assert resume._hold(path) is not None  # released: free again
+
+
 def test_resume_can_be_turned_off(monkeypatch, tmp_path):
     monkeypatch.setenv("NNSTUDY_CACHE", str(tmp_path))
     monkeypatch.setenv("NNSTUDY_RESUME", "0")
@@ -341,5 +390,7 @@ def test_stale_checkpoints_are_pruned(tmp_path, monkeypatch):
     for folder in (held.folder, old.folder):
         folder.mkdir(parents=True, exist_ok=True)
         os.utime(folder, (month, month))
+    killed_deleting = old.folder.with_name(f"{old.folder.name}.deleting-123")  # a deletion killed midway
+    (killed_deleting / "seed_1").mkdir(parents=True)
     StageCheckpoints.open("train@new", {}, [])
-    assert held.folder.exists() and not old.folder.exists()
+    assert held.folder.exists() and not old.folder.exists() and not killed_deleting.exists()

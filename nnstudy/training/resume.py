@@ -415,6 +415,40 @@ def holder(folder: Path) -> str:
         return ""
 
 
+def _delete(folder: Path) -> None:
+    """Delete a key's folder so that a kill midway leaves no half of it under the key: renamed first
+    (at once) to a name no stage asks for, then deleted. (A kill inside rmtree once left a finished
+    seed's record without its model, and every later run of the stage failed on it.)"""
+    doomed = folder.with_name(f"{folder.name}.deleting-{os.getpid()}")
+    try:
+        os.rename(folder, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _hold(lock_path: Path):
+    """The lock file `lock_path`, open and locked by this process; None if another process holds it.
+
+    Its holder deletes the lock file once the stage completes: a process that opened the file just
+    before that holds a lock on a file nobody else will open, while a third creates a new one. So the
+    lock counts only if the path still names the locked file; else it is taken again on the new one."""
+    while True:
+        lock = lock_path.open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            return None
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(lock.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return lock
+        lock.close()
+
+
 class StageCheckpoints:
     """One stage's checkpoints: the seeds it finished and the running seed's last epoch.
 
@@ -428,11 +462,8 @@ class StageCheckpoints:
         self._lock = None
         if self.folder is not None:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
-            lock = (self.folder.parent / f"{key}.lock").open("a")
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.close()
+            lock = _hold(self.folder.parent / f"{key}.lock")
+            if lock is None:
                 print(f"{stage}: another process{holder(self.folder)} is training the same settings; running "
                       "without checkpoints", file=sys.stderr)
                 self.folder = None
@@ -480,8 +511,16 @@ class StageCheckpoints:
             record = json.loads((folder / "record.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-        for name in record["outputs"]:
-            _copy(folder / "files" / name, Path(name))
+        try:
+            for name in record["outputs"]:
+                _copy(folder / "files" / name, Path(name))
+        except FileNotFoundError as missing:
+            # A file the record names is gone (deleted by hand, or by a cache clean-up): the seed
+            # trains again rather than fail the stage.
+            print(f"{self.stage}: seed {seed}'s checkpoint lacks {missing.filename}; training it again",
+                  file=sys.stderr, flush=True)
+            (folder / "record.json").unlink(missing_ok=True)
+            return None
         print(f"{self.stage}: seed {seed} kept from the interrupted run", file=sys.stderr, flush=True)
         return record["record"]
 
@@ -502,7 +541,7 @@ class StageCheckpoints:
     def complete(self) -> None:
         """The stage wrote every output: its checkpoints are no longer needed."""
         if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            _delete(self.folder)
         if self._lock is not None:
             Path(self._lock.name).unlink(missing_ok=True)
             self._lock.close()
@@ -516,15 +555,17 @@ def prune(root: Path, max_age_days: float = STALE_DAYS) -> None:
         return
     cutoff = time.time() - max_age_days * 86400
     for folder in root.iterdir():
+        if ".deleting-" in folder.name:  # a deletion that was killed midway: nobody's
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
         if not folder.is_dir() or folder.stat().st_mtime > cutoff:
             continue
         lock_path = root / f"{folder.name}.lock"
-        with lock_path.open("a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            shutil.rmtree(folder, ignore_errors=True)
+        lock = _hold(lock_path)
+        if lock is None:
+            continue
+        with lock:
+            _delete(folder)
             lock_path.unlink(missing_ok=True)
 
 
