@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("pytest_args", nargs="*", help="passed on to `run.py test` (default: the whole suite)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as folder:
+        os.chmod(folder, 0o755)  # as a clone anywhere: tests run stages as `nobody`, which must read the code
         repo = Path(folder) / "suite"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
         (repo / ".venv").symlink_to(ROOT / ".venv")

@@ -326,8 +326,76 @@ def gate(bench: Bench) -> list[str]:
             *table(["family", "comparisons (Holm)", "seed sd (points)", *(f"{n} seeds" for n in counts)], power_rows)]
 
 
+# --- the fine-tune ---
+
+def _config(hyper: dict) -> str:
+    return (f"{hyper['units_1']}/{hyper['units_2']}, L2 {hyper['l2']:g}, lr {hyper['learning_rate']:g}, "
+            f"dropout {hyper['dropout']:g}")
+
+
+def tuning(bench: Bench) -> list[str]:
+    """The pick over seeds: one lucky run's collapse, three tuner seeds, full size, the cost."""
+    out = []
+    collapse = bench.get("collapse_seeds")
+    if collapse:
+        out += ["## The fine-tune's pick, over seeds: `python -m bench.collapse_seeds`", "",
+                f"The configuration one lucky Hyperband trial picked on another machine "
+                f"({_config(collapse['configuration'])}), trained from scratch {collapse['epochs']} epochs a run "
+                f"on seeds 1-10 of {collapse['dataset']}, four ways: how many runs collapsed to chance.", "",
+                provenance(collapse), "",
+                *table(["path", "collapsed"], [[name.replace("_", ", "), count]
+                                               for name, count in collapse["collapsed"].items()])]
+    replicates = bench.get("tune_replicates")
+    if replicates:
+        rows = [[r["tuner_seed"], r["search_best"]["trial_id"], f"{r['search_best']['single_run'] * 100:.2f}",
+                 f"{r['pick']['trial_id']}: {_config(r['pick']['hyperparameters'])}",
+                 f"{r['pick']['mean'] * 100:.2f} ± {r['pick']['se'] * 100:.2f}",
+                 " / ".join(f"{a * 100:.1f}" for a in r["final"]["test_accuracy"]),
+                 "yes" if r["final"]["holds_on_every_seed"] else "**no**"] for r in replicates["replicates"]]
+        base = replicates["base"]
+        agreement = replicates["agreement"]
+        out += ["## Three searches, three tuner seeds: `python -m bench.tune_replicates`", "",
+                "Three searches with different tuner seeds, standing in for three machines, on "
+                f"{replicates['dataset']}; each pick retrained as `final` on the study's seeds.", "",
+                provenance(replicates), "",
+                *table(["tuner seed", "best single trial", "its val %", "pick (over seeds)",
+                        "pick's val % ± SE", "final's test % per seed", "holds on every seed"], rows),
+                f"The base network `{base['name']}`: {base['mean_test_accuracy'] * 100:.1f} %. Same pick every "
+                f"time: {'yes' if agreement['same_pick'] else 'no'}; within one standard error of each other: "
+                f"{'yes' if agreement['within_one_se'] else '**no**'}; every final holds: "
+                f"{'yes' if replicates['every_final_holds'] else '**no**'}; every final at least the base: "
+                f"{'yes' if replicates['every_final_at_least_base'] else '**no**'}.", ""]
+    full = bench.get("tune_full")
+    if full:
+        out += ["## The fine-tune at full size: `python -m bench.tune_full`", "",
+                provenance(full), "",
+                f"On full Fashion-MNIST the pick is {full['pick']['trial_id']} ({_config(full['pick']['hyperparameters'])}; "
+                f"the best single trial was {full['pick']['search_best']}). Tuned "
+                f"{full['tuned']['mean_test_accuracy'] * 100:.2f} % against the base network's "
+                f"{full['base']['mean_test_accuracy'] * 100:.2f} %: at least the base: "
+                f"{'yes' if full['tuned_at_least_base'] else '**no**'}. The `tune` stage took "
+                f"{duration(full['tune_timing']['stage_seconds'])} (search {duration(full['tune_timing']['search_seconds'])}, "
+                f"the candidates over seeds {duration(full['tune_timing']['selection_seconds'])}).", ""]
+    timing = bench.get("tune_timing")
+    if timing:
+        before, after = timing["baseline"], timing["replicates"][0]
+        out += ["## What the pick over seeds costs: `tune` before and after", "",
+                provenance(timing), "",
+                *table(["", "commit", "wall", "CPU"],
+                       [["before (one run decides)", before["commit"], duration(before["tune"]["wall_seconds"]),
+                         duration(before["tune"]["cpu_seconds"])],
+                        ["after (search, then candidates over seeds)", timing["commit"],
+                         duration(after["stages"]["tune"]["wall_seconds"]), duration(after["stages"]["tune"]["cpu_seconds"])]]),
+                f"Of the after: the search {duration(after['timing']['search_seconds'])}, the candidates over seeds "
+                f"{duration(after['timing']['selection_seconds'])}. The trials now run on the compiled loop; the "
+                "selection round is new work, so `tune` is "
+                + ("faster." if after["stages"]["tune"]["wall_seconds"] <= before["tune"]["wall_seconds"] else
+                   "**slower** than before."), ""]
+    return out
+
+
 SECTIONS: tuple[Callable[[Bench], list[str]], ...] = (
-    two_commands, the_benchmark, seeds_side_by_side, seeds_in_one_program, full_size, scale_out, gpu, gate)
+    two_commands, the_benchmark, seeds_side_by_side, seeds_in_one_program, tuning, full_size, scale_out, gpu, gate)
 
 
 def render(bench: Bench) -> str:
