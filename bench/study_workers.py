@@ -59,9 +59,13 @@ def main() -> None:
     runs = {}
     with tempfile.TemporaryDirectory(prefix="bench-study-workers-") as folder:
         for workers in args.workers or [2, 1]:
-            runs[str(workers)] = study(workers, Path(folder))
+            runs[str(workers)] = study(workers, Path(folder)) | {
+                "commit": commit, "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
             print(f"bench: {workers} worker(s): {runs[str(workers)]}", flush=True)
     result = json.loads(RESULT.read_text()) if RESULT.exists() and args.workers else {}
+    for kept in result.get("runs", {}).values():  # files from before runs named their commit and date
+        kept.setdefault("commit", result.get("commit", "not recorded"))
+        kept.setdefault("measured", result.get("measured", "not recorded"))
     result.update({
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit,
@@ -69,8 +73,11 @@ def main() -> None:
         "command": "python3 run.py study (NNSTUDY_STUDY_WORKERS=N) in a fresh clone of HEAD",
     })
     result.setdefault("runs", {}).update(runs)
-    if {"1", "2"} <= set(result["runs"]):
-        result["speedup_2_vs_1"] = round(result["runs"]["1"]["seconds"] / result["runs"]["2"]["seconds"], 2)
+    # A run kept from an earlier measurement keeps its own commit; a ratio needs both runs of one commit.
+    one, two = result["runs"].get("1"), result["runs"].get("2")
+    result.pop("speedup_2_vs_1", None)
+    if one and two and one["commit"] == two["commit"]:
+        result["speedup_2_vs_1"] = round(one["seconds"] / two["seconds"], 2)
     RESULT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"bench: wrote {RESULT.relative_to(ROOT)}")
 

@@ -67,7 +67,8 @@ def study_line(bench: Bench) -> tuple[str, str]:
     if not runs:
         return "not measured yet", "`python -m bench.study_workers`"
     seconds = runs["runs"]["2"]["seconds"]
-    return duration(seconds), (f"commit {runs['commit']}, {runs['measured'][:10]}, {machine(runs['machine'])}; "
+    commit, measured = runs["runs"]["2"].get("commit", runs["commit"]), runs["runs"]["2"].get("measured", runs["measured"])
+    return duration(seconds), (f"commit {commit}, {measured[:10]}, {machine(runs['machine'])}; "
                                f"budget {verdict(seconds, STUDY_BUDGET_S)}")
 
 
@@ -100,13 +101,16 @@ def two_commands(bench: Bench) -> list[str]:
     runs = bench.get("study_workers")
     if runs:
         rows = [[f"`NNSTUDY_STUDY_WORKERS={n}`" + (" (the default on 2 cores)" if n == "2" else ""),
-                 duration(run["seconds"]), "yes" if run["dvc_status_clean"] else "**no**",
-                 "yes" if run["results_as_committed"] else "**no**"] for n, run in runs["runs"].items()]
+                 f"{run.get('commit', runs['commit'])}, {run.get('measured', runs['measured'])[:10]}",
+                 duration(run["seconds"]),
+                 "yes" if run["dvc_status_clean"] else "**no**",
+                 "yes" if run["results_as_committed"] else "**no**"] for n, run in sorted(runs["runs"].items())]
         out += ["### `python3 run.py study`", "", provenance(runs), "",
-                *table(["workers", "time", "`dvc status` clean", "results as committed"], rows)]
+                *table(["workers", "commit, date", "time", "`dvc status` clean", "results as committed"], rows)]
         if "2" in runs["runs"]:
-            out += [f"Budget on 2 cores: {verdict(runs['runs']['2']['seconds'], STUDY_BUDGET_S)}. "
-                    f"Two workers against one: {runs.get('speedup_2_vs_1', '-')}x.", ""]
+            ratio = (f"Two workers against one, at one commit: {runs['speedup_2_vs_1']}x."
+                     if "speedup_2_vs_1" in runs else "The two rows are of different commits: no ratio.")
+            out += [f"Budget on 2 cores: {verdict(runs['runs']['2']['seconds'], STUDY_BUDGET_S)}. {ratio}", ""]
     else:
         out += ["### `python3 run.py study`", "", "Not measured yet: `python -m bench.study_workers`.", ""]
     suite = bench.get("suite")
