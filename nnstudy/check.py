@@ -253,8 +253,13 @@ def grid_critical(entries: int, n_base: int, n_now: int, index: int, alpha: floa
     base = sigma * rng.standard_normal((FAMILIES, entries, n_base))
     now = sigma * rng.standard_normal((FAMILIES, entries, n_now))
     t, _, _ = family_statistics(base, now)
-    lowest = np.nanmin(np.where(np.isfinite(t), t, np.nan), axis=-1)
-    return -float(np.nanquantile(lowest, alpha))
+    return -float(np.nanquantile(family_minimum(t), alpha))
+
+
+def family_minimum(t: np.ndarray) -> np.ndarray:
+    """The lowest T of each family (last axis), its entries without a finite T left out: the family
+    alarms when it is below minus the critical value."""
+    return np.nanmin(np.where(np.isfinite(t), t, np.nan), axis=-1)
 
 
 def critical(entries: int, n_base: int, n_now: int, d0: float | np.ndarray, alpha: float) -> np.ndarray:

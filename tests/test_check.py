@@ -94,16 +94,12 @@ def simulated_false_alarms(sigmas: list[float], collapse: list[float], draws: in
     """The gate's family-wise false-alarm rate on `draws` unchanged studies of one family (3 seeds a
     study, normal seed noise of sigmas points; an entry collapses to chance on a seed with its
     `collapse` probability), with the gate's own vectorised code."""
+    from bench.gate_alternatives import studies
+
     rng = np.random.default_rng(seed)
-    entries = len(sigmas)
-
-    def study_draw() -> np.ndarray:
-        seeds = rng.normal(0.93, np.asarray(sigmas)[None, :, None] / 100, (draws, entries, 3))
-        collapsed = rng.random((draws, entries, 3)) < np.asarray(collapse)[None, :, None]
-        return np.where(collapsed, rng.normal(0.10, 0.01, (draws, entries, 3)), seeds)
-
-    calm = np.zeros((draws, entries), dtype=bool)
-    return float(family_alarms(study_draw(), study_draw(), calm, calm, 0.05, 0.0).any(axis=1).mean())
+    calm = np.zeros((draws, len(sigmas)), dtype=bool)
+    base, now = studies(sigmas, collapse, draws, rng), studies(sigmas, collapse, draws, rng)
+    return float(family_alarms(base, now, calm, calm, 0.05, 0.0).any(axis=1).mean())
 
 
 def test_the_gate_simulated_holds_its_family_wise_rate():

@@ -71,9 +71,9 @@ def study_line(bench: Bench) -> tuple[str, str]:
     runs = bench.get("study_workers")
     if not runs:
         return "not measured yet", "`python -m bench.study_workers`"
-    seconds = runs["runs"]["2"]["seconds"]
-    commit, measured = runs["runs"]["2"].get("commit", runs["commit"]), runs["runs"]["2"].get("measured", runs["measured"])
-    return duration(seconds), (f"commit {commit}, {measured[:10]}, {machine(runs['machine'])}; "
+    two = runs["runs"]["2"]
+    seconds = two["seconds"]
+    return duration(seconds), (f"commit {two['commit']}, {two['measured'][:10]}, {machine(runs['machine'])}; "
                                f"budget {verdict(seconds, STUDY_BUDGET_S)}")
 
 
@@ -106,7 +106,7 @@ def two_commands(bench: Bench) -> list[str]:
     runs = bench.get("study_workers")
     if runs:
         rows = [[f"`NNSTUDY_STUDY_WORKERS={n}`" + (" (the default on 2 cores)" if n == "2" else ""),
-                 f"{run.get('commit', runs['commit'])}, {run.get('measured', runs['measured'])[:10]}",
+                 f"{run['commit']}, {run['measured'][:10]}",
                  duration(run["seconds"]),
                  yes(run["dvc_status_clean"]),
                  yes(run["results_as_committed"])] for n, run in sorted(runs["runs"].items())]
