@@ -625,14 +625,42 @@ def busy_lock_line(root: Path, error: Exception) -> str:
             f"(`kill {' '.join(map(str, holders))}`), then re-run")
 
 
+def clear_corrupt_rwlock(root: Path) -> bool:
+    """Remove .dvc/tmp/rwlock if it cannot be read, taking the guard DVC itself takes to edit it (so
+    no `dvc` is halfway through writing it). DVC writes the file in place: a `dvc` killed while it
+    writes leaves it empty, and every later `dvc` command fails on it. Whether it was removed."""
+    from dvc.lock import make_lock
+
+    folder = root / ".dvc" / "tmp"
+    with make_lock(str(folder / "rwlock.lock"), tmp_dir=str(folder), wait=True):
+        try:
+            json.loads((folder / "rwlock").read_text())
+            return False
+        except FileNotFoundError:
+            return False
+        except ValueError:
+            (folder / "rwlock").unlink()
+            return True
+
+
 def study_in_a_free_workspace(workers: int, root: Path = Path(".")) -> int:
     """study(), first stopping what holds the workspace's DVC lock where that is safe (the orphaned
-    workers of a killed study), else one line that names the holder (exit 2)."""
+    workers of a killed study, the unreadable rwlock a killed `dvc` left), else one line that names
+    the holder (exit 2)."""
     from dvc.lock import LockError
+    from dvc.rwlock import RWLockFileCorruptedError
 
     root = root.resolve()
     try:
         return study(workers, root)
+    except RWLockFileCorruptedError as error:
+        # Its in-flight entries are lost with it: safe only while no `dvc` works here.
+        if lock_holders(root, error):
+            print(f"study: {busy_lock_line(root, error)}", file=sys.stderr)
+            return 2
+        if clear_corrupt_rwlock(root):
+            print(f"study: {root / '.dvc/tmp/rwlock'} was left unreadable by a `dvc` that was killed; no `dvc` "
+                  "runs here, so it is removed", file=sys.stderr, flush=True)
     except LockError as error:
         holders = lock_holders(root, error)
         orphans = [pid for pid in holders if orphaned_worker(pid, root)]

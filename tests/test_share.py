@@ -390,6 +390,14 @@ def test_a_busy_lock_is_one_line_and_an_orphaned_workers_is_cleared(team, tmp_pa
     assert done.returncode == 0 and done.stderr.startswith(
         f"study: stopping 1 `dvc repro` left running by an earlier study that was killed (PID {orphans[0]})"), done.stderr
     assert not Path(f"/proc/{orphans[0]}").exists() and "up to date" in run(repo, "dvc", "status").stdout
+    # The rwlock a `dvc` killed while writing it leaves empty (DVC writes it in place; every `dvc` then fails
+    # on it): with no `dvc` running here, removed in one line, and the study runs.
+    (repo / ".dvc/tmp/rwlock").write_text("")
+    assert run(repo, "dvc", "status", check=False).returncode != 0
+    done = share_command(repo, "study")
+    assert done.returncode == 0 and done.stderr.startswith(
+        f"study: {repo}/.dvc/tmp/rwlock was left unreadable by a `dvc` that was killed; no `dvc` runs here"), done.stderr
+    assert "up to date" in run(repo, "dvc", "status").stdout
 
 
 def test_study_refuses_a_bad_number_of_workers(team):
