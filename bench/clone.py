@@ -1,6 +1,7 @@
 """What the benchmarks share: a study from clean in a fresh clone of HEAD, timed stage by stage."""
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -23,6 +24,18 @@ def head_commit() -> str:
     except OSError:
         found = None
     return (found.stdout.strip() if found and found.returncode == 0 else "") or os.environ.get("NNSTUDY_COMMIT", "unknown")
+
+
+def commit_of_tree() -> str:
+    """HEAD's short hash, '+changes' when the working tree differs from it (a figure measured on code
+    not yet committed says so)."""
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                             capture_output=True, text=True).stdout.strip()
+    return head_commit() + ("+changes" if changed else "")
+
+
+def this_machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
 
 
 def timed(command: list[str], repo: Path, env: dict[str, str]) -> tuple[float, dict[str, float], str]:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.clone import commit_of_tree, this_machine
 from nnstudy.check import family_alarms
 from nnstudy.core import params
 from nnstudy.evaluation.stats import detectable_effect, seeds_agree, welch_p
@@ -243,30 +244,11 @@ def power(tables: dict, study: params.Params) -> dict:
     return out
 
 
-def power_table(result: dict) -> str:
-    """docs/statistics.md's power table, from a calibration's JSON (`--table`)."""
-    power = result["power_after_holm"]
-    families = [f for f in power if f != "what"]
-    counts = list(power[families[0]]["detectable_points_at_80pct"])
-    lines = ["| family (median seed std, comparisons under Holm) | " + " | ".join(f"{n} seeds" for n in counts) + " |",
-             "|---" * (len(counts) + 1) + "|"]
-    for family in families:
-        row = power[family]
-        lines.append(f"| {family} ({row['median_seed_std_points']:.2f} points, {row['comparisons_in_holm_family']}) | "
-                     + " | ".join(f"{row['detectable_points_at_80pct'][n]:.1f}" for n in counts) + " |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--table", action="store_true",
-                        help="print the power table of the committed JSON (--out) as Markdown, computing nothing")
     args = parser.parse_args()
-    if args.table:
-        print(power_table(json.loads(args.out.read_text())))
-        return
     data = load(args.data)
     tables = family_tables(data)
     alphas = shares(tables)
@@ -274,7 +256,8 @@ def main() -> None:
     study = params.load()
     result = {
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python -m bench.gate_calibration " + " ".join(sys.argv[1:]),
+        "commit": commit_of_tree(), "machine": this_machine(),
+        "command": " ".join(["python -m bench.gate_calibration", *sys.argv[1:]]),
         "data": str(args.data.relative_to(ROOT)) if args.data.is_relative_to(ROOT) else str(args.data),
         "machines": sorted(data["machine"].unique()),
         "seeds_per_study": PER_STUDY, "tolerance_points": TOLERANCE,

@@ -24,7 +24,7 @@ from bench.tune_replicates import BASE, run_stage, scratch_copy
 
 RESULTS = ROOT / "bench" / "tune_full.json"
 OVERRIDES = {"data": {"dataset": "fashion-mnist"}, "variants": {BASE: {}},
-             "stats": {"questions": {"The tuned network vs the base network": [BASE, "final"]}}}
+             "stats": {"questions": {"The tuned network vs the base network": [BASE, "final"]}, "paired_steps": []}}
 STAGES = ("fetch", "prepare", "tune", "final", "evaluate_final", f"train {BASE}", "evaluate")
 
 

@@ -74,7 +74,8 @@ def main() -> None:
                   for name in names}
     table = compare(pairs(study, summary), labels, predictions, accuracies, alpha=study.stats.alpha,
                     margin_points=study.stats.margins.mlp, diverged={n: summary[n]["diverged"] for n in names},
-                    paired=study.stats.paired, confidence=study.stats.confidence)
+                    paired=study.stats.paired, confidence=study.stats.confidence,
+                    paired_steps=study.stats.paired_steps)
     write_csv(table, paths.COMPARISONS)
     write_json(paths.STUDY_HEADLINE, study_headline(summary, int(table["significant"].sum())))
     for metric in ("accuracy", "loss"):

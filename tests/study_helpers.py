@@ -56,6 +56,7 @@ def small_params(backend: str) -> dict:
         "L1 + dropout": ["batch_mini", "rmsprop_l1_dropout"],
         "The tuned network vs the base network": ["batch_mini", "final"],
     }
+    raw["stats"]["paired_steps"] = []  # the default study's steps name variants this one leaves out
     # One value per sweep axis: every sweep stage runs; a test adds a value.
     raw["sweeps"].update(epochs=5, depth=[1], width=[16], activation=["tanh"], optimizer=["sgd"], learning_rate=[1.0e-2])
     if backend != "jax":  # a sweep point is trained by train@'s code: one axis runs it on TensorFlow

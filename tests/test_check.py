@@ -11,6 +11,7 @@ import pytest
 
 from scipy.special import polygamma
 
+from nnstudy import check
 from nnstudy.check import (
     FINAL, Entry, family_alarms, family_priors, fit_f_dist, format_table, gate, notes, parse_summary,
     parse_transfer, robust_prior, summary_line, tetragamma, trigamma, trigamma_inverse,
@@ -90,28 +91,43 @@ def test_a_collapsing_entry_is_an_outlier_left_out_of_its_family_prior():
     assert priors["mlp"].outliers == {"wild"} and "transfer@10" in priors
 
 
-def simulated_false_alarms(sigmas: list[float], collapse: list[float], draws: int = 3000, seed: int = 1) -> float:
-    """The gate's family-wise false-alarm rate on `draws` unchanged studies of one family (3 seeds a
-    study, normal seed noise of sigmas points; an entry collapses to chance on a seed with its
-    `collapse` probability), with the gate's own vectorised code."""
+def simulated_alarms(sigmas: list[float], collapse: list[float], planted: float = 0.0, draws: int = 3000,
+                     seed: int = 1) -> np.ndarray:
+    """Which entries the gate alarms on in `draws` studies of one family (3 seeds a study, normal seed
+    noise of sigmas points; an entry collapses to chance on a seed with its `collapse` probability),
+    the first entry's current seeds moved by `planted` points, with the gate's own vectorised code."""
     from bench.gate_alternatives import studies
 
     rng = np.random.default_rng(seed)
     calm = np.zeros((draws, len(sigmas)), dtype=bool)
     base, now = studies(sigmas, collapse, draws, rng), studies(sigmas, collapse, draws, rng)
-    return float(family_alarms(base, now, calm, calm, 0.05, 0.0).any(axis=1).mean())
+    now[:, 0] += planted / 100
+    return family_alarms(base, now, calm, calm, 0.05, 0.0)
 
 
 def test_the_gate_simulated_holds_its_family_wise_rate():
     """12 entries (the MLP family's size) at 3 seeds a study: one noise size for all, the MLP's
-    spread of noise sizes (0.35-1.6 points), and one entry that collapses on a fifth of its seeds.
-    The rates measured (3,000 unchanged studies each): 3.2 %, 6.3 %, 3.6 %: around the 5 % aimed at,
-    not within 4-6 % (docs/statistics.md says why)."""
-    equal = simulated_false_alarms([0.46] * 12, [0.0] * 12)
-    unequal = simulated_false_alarms(list(np.geomspace(0.35, 1.6, 12)), [0.0] * 12)
-    collapsing = simulated_false_alarms([0.46] * 12, [0.0] * 11 + [0.2])
-    assert 0.025 <= equal <= 0.06 and 0.03 <= collapsing <= 0.06
-    assert 0.04 <= unequal <= 0.08
+    spread of noise sizes (0.35-1.6 points), and one entry that collapses on a fifth of its seeds:
+    4-6 % of 3,000 unchanged studies alarm in each case (measured 4.3 %, 5.2 %, 4.7 %; the gate with
+    its prior uncapped gave 3.2 %, 6.3 %, 3.6 %)."""
+    equal = simulated_alarms([0.46] * 12, [0.0] * 12).any(axis=1).mean()
+    unequal = simulated_alarms(list(np.geomspace(0.35, 1.6, 12)), [0.0] * 12).any(axis=1).mean()
+    collapsing = simulated_alarms([0.46] * 12, [0.0] * 11 + [0.2]).any(axis=1).mean()
+    assert 0.04 <= equal <= 0.06 and 0.04 <= unequal <= 0.06 and 0.04 <= collapsing <= 0.06
+
+
+def test_the_family_prior_buys_power_over_each_entry_alone(monkeypatch):
+    """The shrinkage, capped as it is, still pays: the planted -1.65 points on one entry of 12 at
+    0.46 points of noise is caught in ~69 % of 3,000 studies, against ~46 % with each entry's own
+    variance alone (no prior)."""
+    shrunk = simulated_alarms([0.46] * 12, [0.0] * 12, planted=-1.65, seed=2)[:, 0].mean()
+    monkeypatch.setattr(check, "PRIOR_DF_CAP", 0.0)
+    check.grid_critical.cache_clear()  # its critical values were simulated with the committed cap
+    try:
+        alone = simulated_alarms([0.46] * 12, [0.0] * 12, planted=-1.65, seed=2)[:, 0].mean()
+    finally:
+        check.grid_critical.cache_clear()
+    assert shrunk > 0.6 and alone < 0.55 and shrunk - alone > 0.1
 
 
 def test_the_vectorised_gate_agrees_with_gate():
@@ -124,7 +140,7 @@ def test_the_vectorised_gate_agrees_with_gate():
         rows = gate({f"e{i}": Entry(tuple(base[k, i]), False, "mlp") for i in range(6)},
                     {f"e{i}": Entry(tuple(now[k, i]), False, "mlp") for i in range(6)}, 0.5)
         assert [row.failed for row in rows] == fast[k].tolist()
-    assert fast[1, 2] and fast.sum() == 1
+    assert fast[1, 2]  # the regression (study 0's entry 1, -0.85 points on seeds that agree by luck, alarms too)
 
 
 def test_one_wild_seed_does_not_fail_an_unchanged_study():

@@ -59,6 +59,7 @@ def small_params() -> dict:
     raw.update(epochs=1, seeds=[1])
     raw["variants"] = {"batch_mini": {}, "batch_full": {"batch_size": "full"}}
     raw["stats"]["questions"] = {"Batch size": ["batch_mini", "batch_full"]}
+    raw["stats"]["paired_steps"] = [["batch_mini", "batch_full"]]
     return raw
 
 

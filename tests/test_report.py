@@ -74,3 +74,18 @@ def test_an_axis_finding_names_each_other_value_by_its_verdict():
     assert "2 differs significantly from 1 of the 3 other values (4)" in text
     assert "is equivalent to 3 (equivalent within ±1)" in text and "inconclusive against 1." in text
     assert "within noise" not in text
+
+
+def test_the_significance_table_marks_each_paired_row_among_welch_rows():
+    from nnstudy.report.markdown import comparisons_markdown
+
+    row = {"question": "Q", "diff_points": -0.6, "ci_low_points": -1.1, "ci_high_points": -0.1, "tost_p_holm": 0.5,
+           "mcnemar_p_holm": 1.0, "seeds_agree": True, "verdict": "inconclusive"}
+    mixed = pd.DataFrame([{**row, "a": "x", "b": "y", "test": "Welch", "p_holm": 0.8},
+                          {**row, "a": "y", "b": "z", "test": "paired t", "p_holm": 0.4}])
+    text = comparisons_markdown(mixed)
+    assert "Welch or paired t p (Holm)" in text
+    lines = [line for line in text.splitlines() if line.startswith("| Q")]
+    assert "(paired t)" not in lines[0] and "0.400 (paired t)" in lines[1]
+    welch_only = comparisons_markdown(mixed.iloc[:1])
+    assert "Welch p (Holm)" in welch_only and "(paired t)" not in welch_only

@@ -156,7 +156,9 @@ def test_the_tuning_section_shows_the_candidates_the_fallback_and_never_calls_a_
             "hyperparameters": {"units_1": 128, "units_2": 256}}
     final_pick = {"trial_id": "9", "hyperparameters": {"units_1": 128, "units_2": 256},
                   "passed_over": ["trial 7 (units_1 256) DIVERGED on seed 2"]}
-    comparisons = pd.DataFrame([{"a": "batch_mini", "b": "final", "significant": False, "welch_p_holm": 0.5}])
+    comparisons = pd.DataFrame([{"a": "batch_mini", "b": "final", "significant": False, "welch_p_holm": 0.5, "p_holm": 0.5,
+                                 "test": "Welch", "verdict": "inconclusive", "diff_points": -83.0,
+                                 "ci_low_points": -84.0, "ci_high_points": -82.0}])
     final_test = {"per_class_mean": {"0": {"precision": 0.1, "recall": 1.0, "f1": 0.2, "auc": 0.5, "support": 10}},
                   "seed_1": {"auc_macro": 0.5}}
     text = tuning_markdown(trials, best, candidates, final_pick, summary, final_test, comparisons, 10, {})

@@ -190,6 +190,11 @@ def test_compare_calls_tight_seeds_equivalent_and_never_a_diverged_network(study
     assert welch == pytest.approx(ttost_ind(np.array([0.931, 0.934, 0.941]), np.array([0.930, 0.935, 0.940]),
                                             -0.01, 0.01, usevar="unequal")[0])
     assert welch > paired["tost_p"].iloc[0]
+    # Paired for the listed steps only (either order), Welch for the rest.
+    some = compare(pairs, y_true, three, accuracies, margin_points=1.0, paired_steps=[("same", "base")])
+    assert some["test"].tolist() == ["paired t", "Welch"]
+    assert some["tost_p"].tolist() == pytest.approx([paired["tost_p"].iloc[0],
+                                                     tost_p(accuracies["base"], accuracies["worse"], 0.01, False)])
 
 
 def test_rows_with_both_sides_constant_leave_the_holm_family(study):
@@ -360,6 +365,10 @@ def test_the_paired_interval_is_the_t_interval_of_the_differences():
     (lambda s: s.update(margins={"mlp": 1.0}), r"stats.margins: missing key\(s\): transfer"),
     (lambda s: s.update(margins={"mlp": 0, "transfer": 3.0}), r"stats.margins.mlp: must be > 0.0, got 0"),
     (lambda s: s.update(paired="yes"), r"stats.paired: must be true or false"),
+    (lambda s: s.update(paired_steps=[["batch_mini"]]), r"stats.paired_steps\[0\]: must be a step of two variants"),
+    (lambda s: s.update(paired_steps=[["batch_mini", "batch_ful"]]),
+     r"stats.paired_steps\[0\]: 'batch_ful' is not a variant \(did you mean 'batch_full'\?\)"),
+    (lambda s: s.update(paired_steps="batch_mini"), r"stats.paired_steps: must be a list of steps"),
 ])
 def test_bad_margins_or_pairing_are_one_clear_line(change, message):
     import yaml

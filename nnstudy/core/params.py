@@ -159,6 +159,7 @@ class StatsParams:
     questions: dict[str, tuple[str, ...]]   # the study's questions: a series of variants each
     margins: Margins                        # equivalence margins (points) per family
     paired: bool                            # paired t over shared seeds in place of Welch's t
+    paired_steps: tuple[tuple[str, str], ...] = ()  # steps tested paired when `paired` is false
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,18 @@ FINAL_SCHEMA: dict[str, Check] = {
 }
 
 
+def steps(key: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """A list of steps, each two variant names [a, b] (the order does not matter to a test)."""
+    if not isinstance(value, list):
+        raise ParamError(f"{key}: must be a list of steps, each [a, b], got {_describe(value)}")
+    found = []
+    for i, step in enumerate(value):
+        if not isinstance(step, list) or len(step) != 2:
+            raise ParamError(f"{key}[{i}]: must be a step of two variants [a, b], got {_describe(step)}")
+        found.append(tuple(text(f"{key}[{i}][{j}]", name) for j, name in enumerate(step)))
+    return tuple(found)
+
+
 def questions(key: str, value: Any) -> dict[str, tuple[str, ...]]:
     if not isinstance(value, dict) or not value:
         raise ParamError(f"{key}: must map each question to a list of variants, got {_describe(value)}")
@@ -292,6 +305,7 @@ STATS_SCHEMA: dict[str, Check] = {
     "margins": lambda key, value: Margins(**check_mapping(key, value, {
         "mlp": number(0.0, 100.0, low_open=True), "transfer": number(0.0, 100.0, low_open=True)})),
     "paired": boolean,
+    "paired_steps": steps,
 }
 
 def _digits(key: str, value: Any) -> tuple[int, ...]:
@@ -378,7 +392,7 @@ TOP_SCHEMA: dict[str, Check] = {
     "variants": lambda key, value: value,
     "tune": lambda key, value: value,
     "final": lambda key, value: check_mapping(key, value, FINAL_SCHEMA),
-    "stats": lambda key, value: check_mapping(key, value, STATS_SCHEMA),
+    "stats": lambda key, value: check_mapping(key, value, STATS_SCHEMA, optional=("paired_steps",)),
     "sweeps": lambda key, value: check_mapping(key, value, SWEEPS_SCHEMA),
     "probing": lambda key, value: check_mapping(key, value, PROBING_SCHEMA),
     "check": lambda key, value: check_mapping(key, value, {"tolerance": number(0.0)}),
@@ -416,7 +430,8 @@ def parse(raw: Any) -> Params:
     stats = StatsParams(**top["stats"])
     known = [*variants, FINAL]
     for where, name in [("stats.base", stats.base)] + [
-            (f"stats.questions.{q}", n) for q, names in stats.questions.items() for n in names]:
+            (f"stats.questions.{q}", n) for q, names in stats.questions.items() for n in names] + [
+            (f"stats.paired_steps[{i}]", n) for i, step in enumerate(stats.paired_steps) for n in step]:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

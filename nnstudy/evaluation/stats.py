@@ -11,7 +11,7 @@ the degenerate cases the libraries leave as NaN or warnings.
 import functools
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -272,14 +272,15 @@ def compare(
     diverged: Mapping[str, bool] | None = None,
     paired: bool = False,
     confidence: float = 0.95,
+    paired_steps: Collection[tuple[str, str]] = (),
 ) -> pd.DataFrame:
     """One row per (question, a, b): mean test accuracy of each over its seeds, the change in points
     (b - a) with its interval (paired_interval with `paired`, else difference_interval), the p-values
     and the verdict.
 
     The verdict is about a design choice, so the seed is its unit: the test is Welch's across seeds
-    or, with `paired`, the paired t over shared seeds (variants of one architecture share a seed's
-    initialisation and shuffling). *significant*: its Holm-adjusted p < alpha and the seeds move
+    or, with `paired` (every row) or for the steps in `paired_steps` (either order), the paired t
+    over shared seeds (variants of one architecture share a seed's initialisation and shuffling). *significant*: its Holm-adjusted p < alpha and the seeds move
     with the means; *equivalent within ±m*: two one-sided tests (Holm-adjusted) put the change
     within ±margin_points, and neither side diverged (a diverged network is no evidence of
     anything being equal); otherwise *inconclusive*. A row whose two sides are both constant
@@ -289,24 +290,26 @@ def compare(
     """
     flags = diverged or {}
     margin = margin_points / 100
+    steps = {frozenset(step) for step in paired_steps}
     rows = []
     for question, a, b in pairs:
+        pair = paired or frozenset((a, b)) in steps
         for name in (a, b):
             if name not in predictions or name not in accuracies:
                 raise KeyError(f"{question}: no predictions or accuracies for {name!r}")
         values_a, values_b = list(accuracies[a].values()), list(accuracies[b].values())
         mean_a, mean_b = spread(values_a)["mean"], spread(values_b)["mean"]
-        low, high = (paired_interval(accuracies[a], accuracies[b], confidence) if paired
+        low, high = (paired_interval(accuracies[a], accuracies[b], confidence) if pair
                      else difference_interval(values_a, values_b, confidence))
-        test_p = paired_p(accuracies[a], accuracies[b]) if paired else welch_p(values_a, values_b)
+        test_p = paired_p(accuracies[a], accuracies[b]) if pair else welch_p(values_a, values_b)
         rows.append({
             "question": question, "a": a, "b": b, "mean_a": mean_a, "mean_b": mean_b,
             "diff_points": None if mean_a is None or mean_b is None else (mean_b - mean_a) * 100,
-            "ci_low_points": low, "ci_high_points": high, "test": "paired t" if paired else "Welch",
+            "ci_low_points": low, "ci_high_points": high, "test": "paired t" if pair else "Welch",
             "mcnemar_p": seedwise_mcnemar(y_true, predictions[a], predictions[b])["p"],
             "welch_p": welch_p(values_a, values_b), "p": test_p,
             "tost_p": (math.nan if flags.get(a) or flags.get(b)
-                       else tost_p(accuracies[a], accuracies[b], margin, paired)),
+                       else tost_p(accuracies[a], accuracies[b], margin, pair)),
             "margin_points": margin_points,
             "seeds_agree": seeds_agree(accuracies[a], accuracies[b]),
         })

@@ -141,7 +141,9 @@ def noise_note(summary: dict, test_size: int) -> str:
 
 def findings_markdown(study: Params, summary: dict, comparisons: pd.DataFrame, test_size: int | None = None) -> str:
     """The study's questions, each answered in a generated sentence."""
-    test = "the paired t-test over seeds" if study.stats.paired else "Welch's t-test across seeds"
+    test = "the paired t-test over seeds" if study.stats.paired else "Welch's t-test across seeds" + (
+        f", the paired t over seeds for {', '.join(f'{a} → {b}' for a, b in study.stats.paired_steps)}"
+        if study.stats.paired_steps else "")
     tested = comparisons["p_holm"].notna().sum() if "p_holm" in comparisons else len(comparisons)
     lines = ["## Findings", "",
              "Generated from the numbers below. A finding is about a design choice, so the seed is its unit. Each "
@@ -172,10 +174,14 @@ def findings_markdown(study: Params, summary: dict, comparisons: pd.DataFrame, t
 
 
 def comparisons_markdown(comparisons: pd.DataFrame) -> str:
-    rows = [[r["question"], f"`{r['a']}` → `{r['b']}`", change_text(r), _p(r["p_holm"]), _p(r["tost_p_holm"]),
+    tests = list(dict.fromkeys(comparisons["test"])) or ["Welch"]
+    # One test for every row names the column; with paired steps among Welch rows, each paired row says so.
+    test = tests[0] if len(tests) == 1 else "Welch or paired t"
+    marked = len(tests) > 1
+    rows = [[r["question"], f"`{r['a']}` → `{r['b']}`", change_text(r),
+             _p(r["p_holm"]) + (f" ({r['test']})" if marked and r["test"] != "Welch" else ""), _p(r["tost_p_holm"]),
              _p(r["mcnemar_p_holm"]), "yes" if r["seeds_agree"] else "no", r["verdict"]]
             for _, r in comparisons.iterrows()]
-    test = comparisons["test"].iloc[0] if len(comparisons) else "Welch"
     return "\n".join([
         "## Significance",
         "",
@@ -332,14 +338,14 @@ def tuning_markdown(trials: pd.DataFrame, best: dict, candidates: pd.DataFrame, 
     best = best_variant(summary)
     row = pair_row(comparisons, best, paths.FINAL) if best is not None else None
     if row is not None:
-        change = (entry["accuracy"]["mean"] - summary[best]["accuracy"]["mean"]) * 100
+        change = (entry["accuracy"]["mean"] - summary[best]["accuracy"]["mean"]) * 100  # final - best
         beats = "beats" if change > 0 else "does not beat"
-        verdict = "significant" if row["significant"] else "within noise"
-        if entry.get("diverged"):  # a collapsed network is never "within noise" of anything
+        verdict = row["verdict"]
+        if entry.get("diverged"):  # a collapsed network is never equivalent to anything
             verdict = f"DIVERGED on seeds {entry.get('diverged_seeds')}"
         lines += [f"The tuned network {beats} the best plain variant `{best}` "
                   f"({mean_ci(entry['accuracy'])} % vs {mean_ci(summary[best]['accuracy'])} %, "
-                  f"{change:+.1f} points): {verdict} (Welch p = {_p(row['welch_p_holm'])}, Holm, seeds as the unit).", ""]
+                  f"{change_text(row, 1 if row['b'] == paths.FINAL else -1)}): {verdict} ({row['test']} p = {_p(row['p_holm'])}, Holm, seeds as the unit).", ""]
     lines += [
         "Per class (mean over seeds):",
         "",
