@@ -14,7 +14,7 @@ from nnstudy.core.jsonio import read_json, write_json
 from nnstudy.evaluation.headline import study_headline
 from nnstudy.core.files import write_csv
 from nnstudy.evaluation.runs import load_predictions
-from nnstudy.evaluation.stats import best_variant, compare, spread
+from nnstudy.evaluation.stats import best_variant, compare, spread, test_draw
 from nnstudy.report.overlays import write_overlay
 
 MEASURES = ("accuracy", "loss", "f1_macro")
@@ -65,11 +65,15 @@ def main() -> None:
     evaluated = read_json(paths.EVALUATE_METRICS) | {paths.FINAL: read_json(paths.FINAL_EVALUATE_METRICS)}
     names = [*study.variants, paths.FINAL]
     summary = {name: summarize(name, evaluated[name], study.seeds, study.stats.confidence) for name in names}
-    write_json(paths.SUMMARY, summary)
-
     predictions, labels = {}, None
     for name in names:
         labels, predictions[name] = load_predictions(name)
+        # Every seed is scored on the same test images: the interval with the images' own draw too.
+        accuracy = summary[name]["accuracy"]
+        summary[name]["test_draw"] = test_draw(labels, predictions[name], (accuracy["ci_low"], accuracy["ci_high"]),
+                                               study.stats.confidence)
+    write_json(paths.SUMMARY, summary)
+
     accuracies = {name: {seed: evaluated[name][paths.seed_name(seed)]["accuracy"] for seed in study.seeds}
                   for name in names}
     table = compare(pairs(study, summary), labels, predictions, accuracies, alpha=study.stats.alpha,

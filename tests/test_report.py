@@ -56,6 +56,11 @@ def test_the_noise_note_sets_the_test_sets_draw_beside_the_seeds():
                "b": {"diverged": True, "accuracy": {"mean": 0.1, "std": 0.0, "n": 3}}}
     text = noise_note(summary, 1000)
     assert "0.81 points" in text and "0.50 points" in text and "1,000 test images" in text
+    # With the summary's bootstrap over the test images, the note gives its median standard error.
+    summary["a"]["test_draw"] = {"test_se_points": 0.62, "ci_low": 0.915, "ci_high": 0.944}
+    text = noise_note(summary, 1000)
+    assert "a bootstrap over them gives the mean over seeds a standard error of 0.62 points" in text
+    assert "the binomial formula says 0.81" in text
 
 
 def test_an_axis_finding_names_each_other_value_by_its_verdict():

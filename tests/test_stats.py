@@ -381,3 +381,28 @@ def test_bad_margins_or_pairing_are_one_clear_line(change, message):
     change(raw["stats"])
     with pytest.raises(ParamError, match=message):
         params.parse(raw)
+
+
+def test_the_test_draw_bootstrap_matches_the_binomial_and_widens_the_seeds_interval():
+    from nnstudy.evaluation.stats import sampling_points, test_draw
+
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 10, 1000)
+    # One seed right on 930 of 1,000 images: the bootstrap's standard error is the binomial one.
+    one = {1: np.where(np.arange(1000) < 930, y_true, (y_true + 1) % 10)}
+    alone = test_draw(y_true, one, None)
+    assert alone["mean"] == pytest.approx(0.93)
+    assert alone["test_se_points"] == pytest.approx(sampling_points(0.93, 1000), rel=0.06)
+    assert alone["test_ci_low"] < 0.93 < alone["test_ci_high"] and alone["ci_low"] == pytest.approx(alone["test_ci_low"])
+    # Three seeds wrong on the same images: the test draw is no smaller for having more seeds.
+    same = test_draw(y_true, {1: one[1], 2: one[1], 3: one[1]}, (0.93, 0.93))
+    assert same["test_se_points"] == pytest.approx(alone["test_se_points"])
+    # Seeds wrong on different images: the mean over seeds is steadier against the images' draw.
+    spread_out = {s: np.where(np.roll(np.arange(1000) < 930, 70 * s), y_true, (y_true + 1) % 10) for s in (1, 2, 3)}
+    apart = test_draw(y_true, spread_out, (0.92, 0.94))
+    assert apart["test_se_points"] < 0.75 * alone["test_se_points"]
+    # With the seeds' interval: wider than either part, within [0, 1], and seeded.
+    assert apart["ci_low"] < min(0.92, apart["test_ci_low"]) and apart["ci_high"] > max(0.94, apart["test_ci_high"])
+    assert apart == test_draw(y_true, spread_out, (0.92, 0.94))
+    perfect = test_draw(y_true, {1: y_true, 2: y_true}, (1.0, 1.0))
+    assert perfect["ci_low"] == perfect["ci_high"] == 1.0
