@@ -61,6 +61,10 @@ def main() -> None:
                               capture_output=True, text=True)
         seconds = time.perf_counter() - started
     sys.stdout.write(done.stdout[-3000:])
+    if done.returncode:  # the clone is gone: keep what pytest said of its failures where it can be read
+        kept = Path(tempfile.gettempdir()) / "bench-suite-output.txt"
+        kept.write_text(done.stdout + done.stderr)
+        print(f"bench: the suite failed (exit code {done.returncode}); its whole output: {kept}")
     found = summary(done.stdout)
     if found["pytest_seconds"] is None:
         sys.exit(f"bench: `python3 run.py test` printed no pytest summary (exit code {done.returncode}); "
