@@ -83,7 +83,8 @@ def suite_line(bench: Bench) -> tuple[str, str]:
         return "not measured yet", "`python -m bench.suite` measures it"
     seconds = suite["seconds"]
     return duration(seconds), (f"commit {suite['commit']}, {suite['measured'][:10]}, {machine(suite['machine'])}; "
-                               f"{suite['passed']} passed, {suite['skipped']} skipped; "
+                               f"{suite['passed']} passed, {suite['skipped']} skipped"
+                               + (f", **{suite['failed']} failed**" if suite.get("failed") else "") + "; "
                                f"budget {verdict(seconds, SUITE_BUDGET_S)}")
 
 
