@@ -19,13 +19,12 @@ seeding, its callbacks) differs from the study's training.
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.clone import ROOT, head_commit
+from bench.clone import ROOT, head_commit, this_machine
 
 RESULTS = ROOT / "bench" / "collapse_seeds.json"
 TRIAL_0062 = {"units_1": 256, "units_2": 512, "l2": 1e-6, "learning_rate": 1e-2, "dropout": 0.0}
@@ -90,7 +89,7 @@ def main() -> None:
     record = {
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": head_commit(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": this_machine(),
         "command": "python -m bench.collapse_seeds " + " ".join(sys.argv[1:]),
         "dataset": study.data.dataset,
         "configuration": TRIAL_0062,

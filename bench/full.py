@@ -20,8 +20,6 @@ settings (`data: {dataset: digits, ...}` replaces the whole `data:`), so a smoke
 
 import csv
 import json
-import os
-import platform
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -29,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.clone import ROOT, fresh_clone, merge_params, replace_params, timed
+from bench.clone import ROOT, fresh_clone, merge_params, replace_params, this_machine, timed
 from nnstudy.core import params, paths
 from nnstudy.core.data import FASHION_FILES
 from nnstudy.core.errors import StudyError
@@ -117,7 +115,7 @@ def full_study(env: dict[str, str], overrides: dict, with_transfer: bool) -> dic
         total, stages, _ = timed(["dvc", "repro", "--no-run-cache", *MLP_TARGETS], repo, env)
         results = {
             "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+            "machine": this_machine(),
             "command": "python3 run.py bench --full" + (" --with-transfer" if with_transfer else ""),
             "dataset": dataset, "params_overrides": overrides or None,
             "study": "the MLP study from clean: " + ", ".join(MLP_TARGETS) + " and everything they need",

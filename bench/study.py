@@ -27,7 +27,6 @@ repro` <= 3 s; the offline transfer study (its share of run 1, or alone with --t
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.clone import ROOT, fresh_clone, replace_params, set_params, timed
+from bench.clone import ROOT, fresh_clone, replace_params, set_params, this_machine, timed
 from nnstudy.core import paths
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -141,7 +140,7 @@ def peer_side_by_side(env: dict[str, str], overrides: dict, with_peer: bool = Tr
     backend = f"{study['backend']} ({study['loop']})"
     result = {
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": this_machine(),
         "command": "python3 run.py bench --peer", "backend": backend, "params_overrides": overrides or None,
         "peer_total_seconds": peer_total, "peer_variants": peer.get("variants", peer.get("skipped")),
         "variants": runs, "variants_total": totals,
@@ -283,7 +282,7 @@ def main() -> None:
     results = {
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": this_machine(),
         "peer_total_seconds": peer_total,
         "peer_variants": peer.get("variants", peer.get("skipped")),
         "variants_total_seconds": variants,

@@ -10,7 +10,6 @@ The clone uses this checkout's .venv (a link), so the time is the suite's, not p
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.clone import head_commit
+from bench.clone import head_commit, this_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "bench" / "suite.json"
@@ -72,7 +71,7 @@ def main() -> None:
     result = {
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": head_commit(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": this_machine(),
         "command": " ".join(["python3 run.py test --durations=40", *args.pytest_args]) + " in a fresh clone of HEAD",
         "seconds": round(seconds, 1),
         **found,

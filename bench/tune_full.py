@@ -11,15 +11,13 @@ the tuned and the base network's test accuracy per seed, and every stage's wall 
 import argparse
 import csv
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.clone import ROOT, head_commit, merge_params, replace_params
+from bench.clone import ROOT, head_commit, merge_params, replace_params, this_machine
 from bench.tune_replicates import BASE, run_stage, scratch_copy
 
 RESULTS = ROOT / "bench" / "tune_full.json"
@@ -54,7 +52,7 @@ def main() -> None:
     record = {
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": head_commit(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": this_machine(),
         "command": "python -m bench.tune_full " + " ".join(sys.argv[1:]),
         "params_overrides": OVERRIDES,
         "pick": {"trial_id": best["trial_id"], "hyperparameters": best["hyperparameters"], "why": best["why"],

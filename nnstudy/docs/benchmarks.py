@@ -315,12 +315,6 @@ def gate(bench: Bench) -> list[str]:
     planted = [[name.replace("=", " → "), f"{entry['median_drop_points']:+.1f}", f"{entry['splits']:,}",
                 f"{entry['gate_caught_rate'] * 100:.0f} %", f"{entry['verdict_caught_rate'] * 100:.0f} %"]
                for name, entry in found["planted_regressions"].items()]
-    power = found["power_after_holm"]
-    counts = sorted({int(n) for entry in power.values() if isinstance(entry, dict)
-                     for n in entry["detectable_points_at_80pct"]})
-    power_rows = [[family, entry["comparisons_in_holm_family"], f"{entry['median_seed_std_points']:.2f}",
-                   *(f"{entry['detectable_points_at_80pct'].get(str(n), float('nan')):.1f}" for n in counts)]
-                  for family, entry in power.items() if isinstance(entry, dict)]
     return ["## The gate and the verdicts, calibrated: `python -m bench.gate_calibration`", "",
             f"Every rate below is recomputed from the committed per-seed results, `{found['data']}` "
             f"(machines: {', '.join(found['machines'])}); [Statistics](statistics.md) explains the verdicts "
@@ -332,8 +326,8 @@ def gate(bench: Bench) -> list[str]:
             "Planted regressions (a broken variant's seeds in place of the entry's):", "",
             *table(["planted", "median change (points)", "splits", "the gate fails it", "the verdict calls it different"],
                    planted), "",
-            f"Smallest difference found with 80 % power after Holm, in points ({power['what']}):", "",
-            *table(["family", "comparisons (Holm)", "seed sd (points)", *(f"{n} seeds" for n in counts)], power_rows)]
+            f"Smallest difference found with 80 % power after Holm, in points ({found['power_after_holm']['what']}):", "",
+            *power_block(bench)]
 
 
 # --- the statistics page's blocks (docs/statistics.md) ---
